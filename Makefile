@@ -1,0 +1,48 @@
+# Toktra. `make run` starts the control plane on embedded defaults; `make test` runs every test.
+GO ?= go
+BIN := bin
+PROTOC_GEN_GO_VERSION := v1.36.12
+PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
+STATICCHECK_VERSION := 2026.2.2
+GOBIN := $(shell $(GO) env GOPATH)/bin
+DATA ?= ./toktra-data
+
+.PHONY: all build run test proto proto-check lint tools bench
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+run: build
+	$(BIN)/toktra-server run --data-dir $(DATA)
+
+tools:
+	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
+	$(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
+	$(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+proto:
+	PATH="$(GOBIN):$$PATH" protoc -I proto \
+		--go_out=proto --go_opt=paths=source_relative \
+		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
+		proto/toktra/agent/v1/agent.proto
+
+# Fails when the committed generated code is not what `make proto` makes.
+proto-check:
+	@tmp=$$(mktemp -d); cp -r proto $$tmp/; \
+	$(MAKE) --no-print-directory proto >/dev/null; \
+	if ! diff -r proto $$tmp/proto >/dev/null; then \
+		echo "generated protobuf code is stale: run make proto and commit"; diff -r $$tmp/proto proto | head -40; rm -rf $$tmp; exit 1; fi; \
+	rm -rf $$tmp
+
+lint:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1)
+	$(GO) vet ./...
+	$(GOBIN)/staticcheck ./...
+
+test: tools proto-check lint
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./...
