@@ -1,6 +1,11 @@
 // Package store is the control plane's storage seam: one interface, one
 // package per backend (pg for Postgres, sqlite for the embedded default), and
 // one conformance suite (storetest) that every backend's tests run.
+//
+// Times are stored in UTC with microsecond precision (what Postgres keeps):
+// a value read back is the value written, truncated to the microsecond, in
+// time.UTC. A zero time in an optional field (an ExpiresAt, CertNotAfter)
+// reads back as the zero time.
 package store
 
 import (
@@ -24,18 +29,24 @@ var (
 // changes an org's data takes the org id and never reaches outside it.
 // Methods that take no org id are the few lookups that establish the org
 // (authenticating an API key or an enrollment secret).
+//
+// A reference to a row that is not in the given org (a device's UserID, a
+// command's DeviceID or LockoutID, an unknown OrgID) gives ErrNotFound,
+// exactly as if the row did not exist. Revoking twice keeps the first time.
 type Store interface {
 	CreateOrg(ctx context.Context, p CreateOrgParams) (Org, error)
 	GetOrg(ctx context.Context, orgID string) (Org, error)
 
 	CreateAPIKey(ctx context.Context, p CreateAPIKeyParams) (APIKey, error)
 	// GetAPIKeyByHash finds a key by the SHA-256 of its secret, in any org.
+	// Revoked and expired keys are returned too: the caller decides.
 	GetAPIKeyByHash(ctx context.Context, hash []byte) (APIKey, error)
 	ListAPIKeys(ctx context.Context, orgID string) ([]APIKey, error)
 	RevokeAPIKey(ctx context.Context, orgID, id string, at time.Time) error
 
 	CreateEnrollmentSecret(ctx context.Context, p CreateEnrollmentSecretParams) (EnrollmentSecret, error)
 	// GetEnrollmentSecretByHash finds a secret by the SHA-256 of its value, in any org.
+	// Revoked and expired secrets are returned too: the caller decides.
 	GetEnrollmentSecretByHash(ctx context.Context, hash []byte) (EnrollmentSecret, error)
 	ListEnrollmentSecrets(ctx context.Context, orgID string) ([]EnrollmentSecret, error)
 	RevokeEnrollmentSecret(ctx context.Context, orgID, id string, at time.Time) error
@@ -48,6 +59,9 @@ type Store interface {
 	GetUserByEmail(ctx context.Context, orgID, email string) (User, error)
 	ListUsers(ctx context.Context, orgID string) ([]User, error)
 
+	// CreateDevice records an enrolled device. A non-empty Serial is unique
+	// among the org's devices that are not revoked (ErrConflict), so a
+	// revoked machine can enroll again.
 	CreateDevice(ctx context.Context, p CreateDeviceParams) (Device, error)
 	GetDevice(ctx context.Context, orgID, id string) (Device, error)
 	ListDevices(ctx context.Context, p ListDevicesParams) ([]Device, error)
@@ -74,6 +88,8 @@ type Store interface {
 	// AckCommand records the device's answer. Acking an acked command is a
 	// no-op that returns the stored command.
 	AckCommand(ctx context.Context, p AckCommandParams) (Command, error)
+	// ListCommandsByLockout returns the commands issued for a lockout,
+	// ordered by device id, then sequence.
 	ListCommandsByLockout(ctx context.Context, orgID, lockoutID string) ([]Command, error)
 	// CountCommandsByState counts commands across all orgs, for metrics.
 	CountCommandsByState(ctx context.Context) (map[CommandState]int64, error)
@@ -100,6 +116,8 @@ type Store interface {
 
 	// Ping checks the store can answer (readiness).
 	Ping(ctx context.Context) error
+	// Close releases the store and ends every subscription (their channels
+	// close).
 	Close() error
 }
 

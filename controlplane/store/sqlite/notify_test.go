@@ -1,0 +1,74 @@
+package sqlite
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/toktra/toktra/controlplane/store"
+)
+
+// A subscriber that does not read never blocks publishing; once it has
+// fallen too far behind it gets one "reload everything" notice instead of
+// the backlog, then later notices as usual.
+func TestHubSlowSubscriber(t *testing.T) {
+	t.Parallel()
+	h := newHub()
+	defer h.close()
+	ch, err := h.subscribe(t.Context())
+	if err != nil {
+		t.Fatalf("subscribe() error = %v", err)
+	}
+	// The pump takes the first notice and blocks sending it; the rest queue.
+	h.publish(store.CommandNotice{DeviceID: "dev_a", Seq: 1})
+	for queued(h) != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	for seq := uint64(2); seq <= maxQueuedNotices+10; seq++ {
+		h.publish(store.CommandNotice{DeviceID: "dev_a", Seq: seq})
+	}
+	want := []store.CommandNotice{{DeviceID: "dev_a", Seq: 1}}
+	// The queue overflowed at seq maxQueuedNotices+2: a reload, then the rest.
+	want = append(want, store.CommandNotice{})
+	for seq := uint64(maxQueuedNotices + 3); seq <= maxQueuedNotices+10; seq++ {
+		want = append(want, store.CommandNotice{DeviceID: "dev_a", Seq: seq})
+	}
+	for i, w := range want {
+		select {
+		case got := <-ch:
+			if got != w {
+				t.Fatalf("notice %d = %+v; want %+v", i, got, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("notice %d not received", i)
+		}
+	}
+}
+
+func TestHubClose(t *testing.T) {
+	t.Parallel()
+	h := newHub()
+	ch, err := h.subscribe(context.Background())
+	if err != nil {
+		t.Fatalf("subscribe() error = %v", err)
+	}
+	h.publish(store.CommandNotice{DeviceID: "dev_a", Seq: 1}) // never read
+	h.close()
+	for range ch {
+	}
+	if _, err := h.subscribe(context.Background()); err == nil {
+		t.Errorf("subscribe() after close error = nil; want an error")
+	}
+}
+
+// queued is how many notices wait in the hub's only subscription's queue.
+func queued(h *hub) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for sub := range h.subs {
+		sub.mu.Lock()
+		defer sub.mu.Unlock()
+		return len(sub.queue)
+	}
+	return -1
+}
