@@ -1,0 +1,178 @@
+// Package api serves the admin REST API under /v1: JSON over HTTPS,
+// authenticated with X-API-Key, every request scoped to the key's org.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/toktra/toktra/controlplane/fleet"
+	"github.com/toktra/toktra/controlplane/lockout"
+	"github.com/toktra/toktra/controlplane/store"
+	"github.com/toktra/toktra/internal/clock"
+)
+
+const maxBodyBytes = 1 << 20
+
+// Secret prefixes make leaked credentials recognisable to scanners.
+const (
+	APIKeyPrefix           = "tka_"
+	EnrollmentSecretPrefix = "tke_"
+)
+
+// Server is the admin API.
+type Server struct {
+	store   store.Store
+	lockout *lockout.Service
+	fleet   *fleet.Service
+	clock   clock.Clock
+	log     *slog.Logger
+	mux     *http.ServeMux
+	// patterns lists every authenticated route, for the cross-tenant tests.
+	patterns []string
+}
+
+// NewServer returns the admin API handler.
+func NewServer(st store.Store, lo *lockout.Service, fl *fleet.Service, clk clock.Clock, log *slog.Logger) *Server {
+	s := &Server{store: st, lockout: lo, fleet: fl, clock: clk, log: log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.handle("GET /v1/users", store.ScopeReadOnly, s.listUsers)
+	s.handle("GET /v1/users/{id}", store.ScopeReadOnly, s.getUser)
+	s.handle("GET /v1/devices", store.ScopeReadOnly, s.listDevices)
+	s.handle("GET /v1/devices/{id}", store.ScopeReadOnly, s.getDevice)
+	s.handle("POST /v1/devices/{id}/revoke", store.ScopeAdmin, s.revokeDevice)
+	s.handle("GET /v1/enrollment-secrets", store.ScopeReadOnly, s.listEnrollmentSecrets)
+	s.handle("POST /v1/enrollment-secrets", store.ScopeAdmin, s.createEnrollmentSecret)
+	s.handle("DELETE /v1/enrollment-secrets/{id}", store.ScopeAdmin, s.revokeEnrollmentSecret)
+	s.handle("GET /v1/policy", store.ScopeReadOnly, s.getPolicy)
+	s.handle("PUT /v1/policy", store.ScopeAdmin, s.putPolicy)
+	s.handle("GET /v1/lockouts", store.ScopeReadOnly, s.listLockouts)
+	s.handle("POST /v1/lockouts", store.ScopeAdmin, s.createLockout)
+	s.handle("GET /v1/lockouts/{id}", store.ScopeReadOnly, s.getLockout)
+	s.handle("POST /v1/lockouts/{id}/override", store.ScopeAdmin, s.overrideLockout)
+	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint"})
+	})
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// principal is who is calling: an API key of one org.
+type principal struct {
+	key store.APIKey
+}
+
+func (p principal) actor() string { return "api-key:" + p.key.ID }
+
+type handlerFunc func(ctx context.Context, p principal, r *http.Request) (int, any, error)
+
+func (s *Server) handle(pattern string, need store.APIKeyScope, h handlerFunc) {
+	s.patterns = append(s.patterns, pattern)
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		p, aerr := s.authenticate(r)
+		if aerr != nil {
+			writeError(w, aerr)
+			return
+		}
+		if need == store.ScopeAdmin && p.key.Scope != store.ScopeAdmin {
+			writeError(w, &Error{Status: http.StatusForbidden, Code: CodePermissionDenied, Message: "this API key is read-only"})
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
+		status, body, err := h(r.Context(), p, r)
+		if err != nil {
+			e := toAPIError(err)
+			if e.Status >= 500 {
+				s.log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "org", p.key.OrgID, "err", err)
+			}
+			writeError(w, e)
+			return
+		}
+		writeJSON(w, status, body)
+	})
+}
+
+func (s *Server) authenticate(r *http.Request) (principal, *Error) {
+	raw := r.Header.Get("X-API-Key")
+	if raw == "" {
+		return principal{}, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Message: "X-API-Key header required"}
+	}
+	hash := HashSecret(raw)
+	key, err := s.store.GetAPIKeyByHash(r.Context(), hash)
+	if errors.Is(err, store.ErrNotFound) {
+		return principal{}, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Message: "API key not recognized"}
+	}
+	if err != nil {
+		s.log.Error("looking up api key", "err", err)
+		return principal{}, &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: "internal error"}
+	}
+	if key.RevokedAt != nil || !s.clock.Now().Before(key.ExpiresAt) {
+		return principal{}, &Error{Status: http.StatusUnauthorized, Code: CodeUnauthenticated, Message: "API key expired or revoked"}
+	}
+	return principal{key: key}, nil
+}
+
+// HashSecret is how API keys and enrollment secrets are stored: SHA-256 of
+// the secret (they are 256-bit random, so no slow hash is needed).
+func HashSecret(secret string) []byte {
+	h := sha256.Sum256([]byte(secret))
+	return h[:]
+}
+
+// NewSecret returns a random 256-bit secret with a recognisable prefix.
+func NewSecret(prefix string) string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("api: reading random bytes: " + err.Error())
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// decode reads exactly one JSON object into v, refusing unknown fields.
+func decode(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return &Error{Status: http.StatusUnsupportedMediaType, Code: CodeInvalidArgument, Message: "Content-Type must be application/json"}
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &Error{Status: http.StatusRequestEntityTooLarge, Code: CodeTooLarge, Message: fmt.Sprintf("body larger than %d bytes", maxBodyBytes)}
+		}
+		if errors.Is(err, io.EOF) {
+			return invalid("request body required")
+		}
+		return invalid("malformed JSON: " + err.Error())
+	}
+	if dec.More() {
+		return invalid("body must be a single JSON object")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return invalid("body must be a single JSON object")
+	}
+	return nil
+}
+
+func timePtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

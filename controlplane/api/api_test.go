@@ -1,0 +1,388 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/toktra/toktra/controlplane/fleet"
+	"github.com/toktra/toktra/controlplane/lockout"
+	"github.com/toktra/toktra/controlplane/store"
+	"github.com/toktra/toktra/controlplane/store/sqlite"
+	"github.com/toktra/toktra/internal/clock"
+	"github.com/toktra/toktra/pki"
+)
+
+type tenant struct {
+	org       store.Org
+	adminKey  string
+	readKey   string
+	user      store.User
+	device    store.Device
+	secret    store.EnrollmentSecret
+	lockoutID string
+}
+
+type apiFixture struct {
+	srv  *httptest.Server
+	st   store.Store
+	clk  *clock.Fake
+	api  *Server
+	a, b tenant
+	ctx  context.Context
+	http *http.Client
+}
+
+func setup(t *testing.T) *apiFixture {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, err := sqlite.Open(ctx, filepath.Join(dir, "toktra.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := clock.NewFake(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"), clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := pki.LoadOrCreateSigningKeys(filepath.Join(dir, "pki"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	issuer := fleet.NewIssuer(st, keys, clk)
+	fl := fleet.NewService(fleet.Config{Store: st, CA: ca, Keys: keys, Issuer: issuer, Clock: clk, Logger: log})
+	lo := lockout.NewService(st, issuer, clk, log)
+	f := &apiFixture{st: st, clk: clk, ctx: ctx}
+	f.api = NewServer(st, lo, fl, clk, log)
+	f.srv = httptest.NewServer(f.api)
+	t.Cleanup(f.srv.Close)
+	f.http = f.srv.Client()
+	f.a = f.newTenant(t, "Org A", "alice@a.example")
+	f.b = f.newTenant(t, "Org B", "bob@b.example")
+	return f
+}
+
+func (f *apiFixture) newTenant(t *testing.T, name, email string) tenant {
+	t.Helper()
+	now := f.clk.Now()
+	org, err := f.st.CreateOrg(f.ctx, store.CreateOrgParams{Name: name, CreatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := CreateAPIKey(f.ctx, f.st, org.ID, "admin", store.ScopeAdmin, now, MaxAPIKeyLifetime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := CreateAPIKey(f.ctx, f.st, org.ID, "read", store.ScopeReadOnly, now, MaxAPIKeyLifetime)
+	if err != nil {
+		t.Fatal(err)
+	}
+	user, err := f.st.UpsertUser(f.ctx, store.UpsertUserParams{OrgID: org.ID, Email: email, CreatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := f.st.CreateDevice(f.ctx, store.CreateDeviceParams{OrgID: org.ID, UserID: user.ID, Hostname: "laptop-" + email, OS: "linux", Serial: "SN-" + email, CreatedAt: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, secret, err := CreateEnrollmentSecret(f.ctx, f.st, org.ID, "mdm", now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := tenant{org: org, adminKey: admin.Secret, readKey: read.Secret, user: user, device: dev}
+	tn.secret.ID = secret.ID
+	var lo lockoutView
+	if code := f.do(t, tn.adminKey, "POST", "/v1/lockouts", `{"email":"`+email+`"}`, &lo); code != http.StatusCreated {
+		t.Fatalf("creating lockout for %s = %d", email, code)
+	}
+	tn.lockoutID = lo.ID
+	return tn
+}
+
+func (f *apiFixture) do(t *testing.T, key, method, path, body string, out any) int {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, f.srv.URL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("X-API-Key", key)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := f.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 400 {
+		var e errorBody
+		if err := json.Unmarshal(data, &e); err != nil || e.Error.Code == "" {
+			t.Errorf("%s %s = %d with body %q; want a JSON error with a code", method, path, resp.StatusCode, data)
+		}
+		if eb, ok := out.(*errorBody); ok {
+			*eb = e
+		}
+		return resp.StatusCode
+	}
+	if out != nil && len(data) > 0 {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: decoding %q: %v", method, path, data, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// TestCrossTenant walks every endpoint with org B's admin key against org
+// A's resources: B sees none of them and changes none of them.
+func TestCrossTenant(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	a := f.a
+	cases := []struct {
+		pattern string
+		method  string
+		path    string
+		body    string
+		// wantStatus for id routes; list routes must answer 200 without A's ids.
+		wantStatus int
+	}{
+		{"GET /v1/users", "GET", "/v1/users", "", 200},
+		{"GET /v1/users/{id}", "GET", "/v1/users/" + a.user.ID, "", 404},
+		{"GET /v1/devices", "GET", "/v1/devices?email=" + a.user.Email, "", 200},
+		{"GET /v1/devices/{id}", "GET", "/v1/devices/" + a.device.ID, "", 404},
+		{"POST /v1/devices/{id}/revoke", "POST", "/v1/devices/" + a.device.ID + "/revoke", "", 404},
+		{"GET /v1/enrollment-secrets", "GET", "/v1/enrollment-secrets", "", 200},
+		{"POST /v1/enrollment-secrets", "POST", "/v1/enrollment-secrets", `{"name":"b's"}`, 201},
+		{"DELETE /v1/enrollment-secrets/{id}", "DELETE", "/v1/enrollment-secrets/" + a.secret.ID, "", 404},
+		{"GET /v1/policy", "GET", "/v1/policy", "", 200},
+		{"PUT /v1/policy", "PUT", "/v1/policy", `{"domains":["llm.b.example"],"cidrs":[]}`, 200},
+		{"GET /v1/lockouts", "GET", "/v1/lockouts", "", 200},
+		{"POST /v1/lockouts", "POST", "/v1/lockouts", `{"email":"` + a.user.Email + `"}`, 404},
+		{"GET /v1/lockouts/{id}", "GET", "/v1/lockouts/" + a.lockoutID, "", 404},
+		{"POST /v1/lockouts/{id}/override", "POST", "/v1/lockouts/" + a.lockoutID + "/override", `{"reason":"not yours"}`, 404},
+	}
+	covered := map[string]bool{}
+	for _, tc := range cases {
+		covered[tc.pattern] = true
+		var raw json.RawMessage
+		code := f.do(t, f.b.adminKey, tc.method, tc.path, tc.body, &raw)
+		if code != tc.wantStatus {
+			t.Errorf("org B: %s %s = %d; want %d", tc.method, tc.path, code, tc.wantStatus)
+		}
+		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email} {
+			if bytes.Contains(raw, []byte(id)) {
+				t.Errorf("org B: %s %s leaks org A's %q: %s", tc.method, tc.path, id, raw)
+			}
+		}
+	}
+	for _, p := range f.api.patterns {
+		if !covered[p] {
+			t.Errorf("route %q has no cross-tenant case; add one", p)
+		}
+	}
+
+	// Nothing of A's changed.
+	dev, err := f.st.GetDevice(f.ctx, a.org.ID, a.device.ID)
+	if err != nil || dev.RevokedAt != nil {
+		t.Errorf("org A's device after org B's calls: %+v, %v; want not revoked", dev, err)
+	}
+	l, err := f.st.GetLockout(f.ctx, a.org.ID, a.lockoutID)
+	if err != nil || l.State != store.LockoutOpen {
+		t.Errorf("org A's lockout after org B's calls: %+v, %v; want open", l, err)
+	}
+	pol, err := f.st.GetPolicy(f.ctx, a.org.ID)
+	if err != nil || pol.Version != 0 {
+		t.Errorf("org A's policy after org B's calls: %+v, %v; want untouched", pol, err)
+	}
+	secrets, err := f.st.ListEnrollmentSecrets(f.ctx, a.org.ID)
+	if err != nil || len(secrets) != 1 || secrets[0].RevokedAt != nil {
+		t.Errorf("org A's enrollment secrets after org B's calls: %+v, %v; want one, not revoked", secrets, err)
+	}
+	cmds, err := f.st.ListCommandsByLockout(f.ctx, a.org.ID, a.lockoutID)
+	if err != nil || len(cmds) != 1 || cmds[0].Kind != store.CommandLock {
+		t.Errorf("org A's commands after org B's calls: %+v, %v; want the one lock", cmds, err)
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	expired, err := CreateAPIKey(f.ctx, f.st, f.a.org.ID, "short", store.ScopeAdmin, f.clk.Now().Add(-2*time.Hour), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked, err := CreateAPIKey(f.ctx, f.st, f.a.org.ID, "revoked", store.ScopeAdmin, f.clk.Now(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.st.RevokeAPIKey(f.ctx, f.a.org.ID, revoked.ID, f.clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, key, method, path, body string
+		want                          int
+		code                          string
+	}{
+		{"no key", "", "GET", "/v1/users", "", 401, CodeUnauthenticated},
+		{"unknown key", "tka_nope", "GET", "/v1/users", "", 401, CodeUnauthenticated},
+		{"expired key", expired.Secret, "GET", "/v1/users", "", 401, CodeUnauthenticated},
+		{"revoked key", revoked.Secret, "GET", "/v1/users", "", 401, CodeUnauthenticated},
+		{"read-only key writes", f.a.readKey, "POST", "/v1/lockouts", `{"email":"alice@a.example"}`, 403, CodePermissionDenied},
+		{"read-only key reads", f.a.readKey, "GET", "/v1/lockouts", "", 200, ""},
+		{"unknown route", f.a.adminKey, "GET", "/v1/nope", "", 404, CodeNotFound},
+	}
+	for _, tc := range cases {
+		var e errorBody
+		got := f.do(t, tc.key, tc.method, tc.path, tc.body, &e)
+		if got != tc.want || e.Error.Code != tc.code {
+			t.Errorf("%s: %s %s = %d %q; want %d %q", tc.name, tc.method, tc.path, got, e.Error.Code, tc.want, tc.code)
+		}
+	}
+}
+
+// TestBadInputChangesNothing sends malformed requests to every writing
+// endpoint: each gets a JSON error with a stable code and nothing changes.
+func TestBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	a := f.a
+	big := `{"name":"` + strings.Repeat("x", maxBodyBytes) + `"}`
+	cases := []struct {
+		name, method, path, body string
+		want                     int
+		code                     string
+	}{
+		{"lockout: not JSON", "POST", "/v1/lockouts", `{"email":`, 400, CodeInvalidArgument},
+		{"lockout: unknown field", "POST", "/v1/lockouts", `{"email":"alice@a.example","force":true}`, 400, CodeInvalidArgument},
+		{"lockout: two objects", "POST", "/v1/lockouts", `{"email":"alice@a.example"}{}`, 400, CodeInvalidArgument},
+		{"lockout: no body", "POST", "/v1/lockouts", ``, 400, CodeInvalidArgument},
+		{"lockout: bad email", "POST", "/v1/lockouts", `{"email":"alice"}`, 400, CodeInvalidArgument},
+		{"lockout: display-name email", "POST", "/v1/lockouts", `{"email":"Alice <alice@a.example>"}`, 400, CodeInvalidArgument},
+		{"lockout: unknown user", "POST", "/v1/lockouts", `{"email":"nobody@a.example"}`, 404, CodeUnknownUser},
+		{"override: no reason", "POST", "/v1/lockouts/" + a.lockoutID + "/override", `{"reason":"  "}`, 400, CodeInvalidArgument},
+		{"override: unknown lockout", "POST", "/v1/lockouts/lck_nope/override", `{"reason":"x"}`, 404, CodeNotFound},
+		{"policy: bad CIDR", "PUT", "/v1/policy", `{"domains":[],"cidrs":["10.0.0.0/33"]}`, 400, CodeInvalidArgument},
+		{"policy: bad domain", "PUT", "/v1/policy", `{"domains":["not a domain"],"cidrs":[]}`, 400, CodeInvalidArgument},
+		{"policy: wrong type", "PUT", "/v1/policy", `{"domains":"api.example.com"}`, 400, CodeInvalidArgument},
+		{"secret: no name", "POST", "/v1/enrollment-secrets", `{"name":""}`, 400, CodeInvalidArgument},
+		{"secret: ttl too long", "POST", "/v1/enrollment-secrets", `{"name":"x","ttl":"100000h"}`, 400, CodeInvalidArgument},
+		{"secret: ttl garbage", "POST", "/v1/enrollment-secrets", `{"name":"x","ttl":"soon"}`, 400, CodeInvalidArgument},
+		{"secret: body too large", "POST", "/v1/enrollment-secrets", big, 413, CodeTooLarge},
+		{"revoke: unknown device", "POST", "/v1/devices/dev_nope/revoke", "", 404, CodeNotFound},
+	}
+	for _, tc := range cases {
+		var e errorBody
+		got := f.do(t, a.adminKey, tc.method, tc.path, tc.body, &e)
+		if got != tc.want || e.Error.Code != tc.code {
+			t.Errorf("%s: %s %s = %d %q; want %d %q", tc.name, tc.method, tc.path, got, e.Error.Code, tc.want, tc.code)
+		}
+	}
+	l, _ := f.st.GetLockout(f.ctx, a.org.ID, a.lockoutID)
+	if l.State != store.LockoutOpen {
+		t.Errorf("lockout state after bad input = %s; want open", l.State)
+	}
+	pol, _ := f.st.GetPolicy(f.ctx, a.org.ID)
+	if pol.Version != 0 {
+		t.Errorf("policy version after bad input = %d; want 0", pol.Version)
+	}
+	secrets, _ := f.st.ListEnrollmentSecrets(f.ctx, a.org.ID)
+	if len(secrets) != 1 {
+		t.Errorf("enrollment secrets after bad input = %d; want 1", len(secrets))
+	}
+	lockouts, _ := f.st.ListLockouts(f.ctx, a.org.ID)
+	if len(lockouts) != 1 {
+		t.Errorf("lockouts after bad input = %d; want 1", len(lockouts))
+	}
+}
+
+func TestLockoutLifecycle(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	a := f.a
+	var lo lockoutView
+	if code := f.do(t, a.adminKey, "GET", "/v1/lockouts/"+a.lockoutID, "", &lo); code != 200 {
+		t.Fatalf("GET lockout = %d", code)
+	}
+	if len(lo.Devices) != 1 || lo.Devices[0].DeviceID != a.device.ID || lo.Devices[0].State != store.CommandPending || lo.Devices[0].Kind != store.CommandLock {
+		t.Fatalf("lockout devices = %+v; want one pending lock for %s", lo.Devices, a.device.ID)
+	}
+	// A second trigger, with different case, returns the same lockout.
+	var again lockoutView
+	if code := f.do(t, a.adminKey, "POST", "/v1/lockouts", `{"email":"ALICE@a.example"}`, &again); code != 200 || again.ID != a.lockoutID || !again.Existing {
+		t.Errorf("second lockout = %d %s existing=%v; want 200 %s existing", code, again.ID, again.Existing, a.lockoutID)
+	}
+	cmds, _ := f.st.ListCommandsByLockout(f.ctx, a.org.ID, a.lockoutID)
+	if len(cmds) != 1 {
+		t.Errorf("commands after a second trigger = %d; want 1 (no duplicate lock)", len(cmds))
+	}
+
+	// A policy change while locked reaches the locked device.
+	var pol policyView
+	if code := f.do(t, a.adminKey, "PUT", "/v1/policy", `{"domains":["LLM.Internal.Example."],"cidrs":["203.0.113.9"]}`, &pol); code != 200 {
+		t.Fatalf("PUT policy = %d", code)
+	}
+	if pol.Version != 1 || !slices.Equal(pol.Domains, []string{"llm.internal.example"}) || !slices.Equal(pol.CIDRs, []string{"203.0.113.9/32"}) {
+		t.Errorf("policy = %+v; want version 1, normalized domain and CIDR", pol)
+	}
+	cmds, _ = f.st.ListCommandsByLockout(f.ctx, a.org.ID, a.lockoutID)
+	if len(cmds) != 2 || cmds[1].Kind != store.CommandPolicyUpdate {
+		t.Errorf("commands after policy change = %+v; want lock then policy_update", cmds)
+	}
+
+	var over lockoutView
+	if code := f.do(t, a.adminKey, "POST", "/v1/lockouts/"+a.lockoutID+"/override", `{"reason":"rehired"}`, &over); code != 200 {
+		t.Fatalf("override = %d", code)
+	}
+	if over.State != store.LockoutOverridden || over.OverrideReason != "rehired" || len(over.Devices) != 1 || over.Devices[0].Kind != store.CommandUnlock {
+		t.Errorf("override = %+v; want overridden with an unlock per device", over)
+	}
+	var e errorBody
+	if code := f.do(t, a.adminKey, "POST", "/v1/lockouts/"+a.lockoutID+"/override", `{"reason":"again"}`, &e); code != 409 || e.Error.Code != CodeConflict {
+		t.Errorf("second override = %d %q; want 409 conflict", code, e.Error.Code)
+	}
+}
+
+func TestEnrollmentSecretShownOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	var created enrollmentSecretView
+	if code := f.do(t, f.a.adminKey, "POST", "/v1/enrollment-secrets", `{"name":"laptops","ttl":"24h"}`, &created); code != 201 {
+		t.Fatalf("create = %d", code)
+	}
+	if !strings.HasPrefix(created.Secret, EnrollmentSecretPrefix) || !created.ExpiresAt.Equal(f.clk.Now().Add(24*time.Hour)) {
+		t.Errorf("created = %+v; want a %s secret expiring in 24h", created, EnrollmentSecretPrefix)
+	}
+	var listed list[enrollmentSecretView]
+	f.do(t, f.a.adminKey, "GET", "/v1/enrollment-secrets", "", &listed)
+	for _, s := range listed.Data {
+		if s.Secret != "" {
+			t.Errorf("listed secret %s shows its value", s.ID)
+		}
+	}
+	if code := f.do(t, f.a.adminKey, "DELETE", "/v1/enrollment-secrets/"+created.ID, "", nil); code != 204 {
+		t.Errorf("revoke = %d; want 204", code)
+	}
+	got, err := f.st.GetEnrollmentSecretByHash(f.ctx, HashSecret(created.Secret))
+	if err != nil || got.RevokedAt == nil {
+		t.Errorf("after revoke: %+v, %v; want revoked", got, err)
+	}
+}

@@ -1,0 +1,103 @@
+// Package fleet is the control plane's side of the agents: enrollment, the
+// mTLS command stream, and the signed commands that lock and unlock devices.
+package fleet
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/toktra/toktra/controlplane/store"
+	"github.com/toktra/toktra/internal/clock"
+	"github.com/toktra/toktra/pki"
+	"github.com/toktra/toktra/platform"
+	agentv1 "github.com/toktra/toktra/proto/toktra/agent/v1"
+)
+
+// DefaultCommandLifetime is how long a signed command stays valid. A command
+// still unacknowledged when it expires is re-issued with a new sequence when
+// its device next connects, so an offline device is still locked on return.
+const DefaultCommandLifetime = 24 * time.Hour
+
+// Issuer signs commands and stores them for delivery.
+type Issuer struct {
+	store    store.Store
+	keys     *pki.Keyring
+	clock    clock.Clock
+	lifetime time.Duration
+}
+
+// NewIssuer returns an Issuer that signs with keys and stores in st.
+func NewIssuer(st store.Store, keys *pki.Keyring, clk clock.Clock) *Issuer {
+	return &Issuer{store: st, keys: keys, clock: clk, lifetime: DefaultCommandLifetime}
+}
+
+// EffectivePolicy is the org's policy as the agent must enforce it: the
+// maintained default destinations plus the org's own.
+func EffectivePolicy(p store.Policy) *agentv1.Policy {
+	domains := append(platform.DefaultDomains(), p.Domains...)
+	slices.Sort(domains)
+	domains = slices.Compact(domains)
+	cidrs := slices.Clone(p.CIDRs)
+	slices.Sort(cidrs)
+	cidrs = slices.Compact(cidrs)
+	return &agentv1.Policy{Version: p.Version, Domains: domains, Cidrs: cidrs}
+}
+
+// Issue signs and stores one command of the given kind for a device. Lock
+// and policy-update commands carry the org's effective policy.
+func (is *Issuer) Issue(ctx context.Context, orgID, deviceID, lockoutID string, kind store.CommandKind) (store.Command, error) {
+	var (
+		wireKind agentv1.CommandKind
+		policy   *agentv1.Policy
+	)
+	switch kind {
+	case store.CommandLock, store.CommandPolicyUpdate:
+		p, err := is.store.GetPolicy(ctx, orgID)
+		if err != nil {
+			return store.Command{}, fmt.Errorf("loading policy of org %s: %w", orgID, err)
+		}
+		policy = EffectivePolicy(p)
+		wireKind = agentv1.CommandKind_COMMAND_KIND_LOCK
+		if kind == store.CommandPolicyUpdate {
+			wireKind = agentv1.CommandKind_COMMAND_KIND_POLICY_UPDATE
+		}
+	case store.CommandUnlock:
+		wireKind = agentv1.CommandKind_COMMAND_KIND_UNLOCK
+	default:
+		return store.Command{}, fmt.Errorf("issuing command: unknown kind %q", kind)
+	}
+	now := is.clock.Now()
+	expires := now.Add(is.lifetime)
+	cmd, err := is.store.InsertCommand(ctx, store.InsertCommandParams{
+		OrgID:     orgID,
+		DeviceID:  deviceID,
+		Kind:      kind,
+		LockoutID: lockoutID,
+		CreatedAt: now,
+		ExpiresAt: expires,
+		Sign: func(seq uint64) ([]byte, error) {
+			sc, err := is.keys.Sign(&agentv1.CommandBody{
+				OrgId:             orgID,
+				DeviceId:          deviceID,
+				Sequence:          seq,
+				IssuedAtUnixNano:  now.UnixNano(),
+				ExpiresAtUnixNano: expires.UnixNano(),
+				Kind:              wireKind,
+				Policy:            policy,
+				LockoutId:         lockoutID,
+			})
+			if err != nil {
+				return nil, err
+			}
+			return proto.MarshalOptions{Deterministic: true}.Marshal(sc)
+		},
+	})
+	if err != nil {
+		return store.Command{}, fmt.Errorf("issuing %s command for device %s: %w", kind, deviceID, err)
+	}
+	return cmd, nil
+}
