@@ -293,6 +293,14 @@ func (a *Agent) checkEnforcement(ctx context.Context) {
 		}
 		return
 	}
+	if !a.enforcementActive {
+		// It was never in force (an earlier apply failed): retry quietly.
+		if err := a.enforce(ctx, a.currentTargets()); err != nil {
+			a.log.Warn("retrying enforcement", "err", err)
+		}
+		a.requestRefresh()
+		return
+	}
 	a.log.Warn("enforcement was removed while locked; re-applying")
 	detected := a.clk.Now()
 	targets := a.currentTargets()
@@ -407,7 +415,13 @@ func (a *Agent) applyPolicy(ctx context.Context) error {
 	defer cancel()
 	res, err := a.opts.Resolver.Resolve(rctx, p.platformPolicy())
 	if err != nil {
-		return fmt.Errorf("resolving policy: %w", err)
+		if ctx.Err() != nil {
+			return fmt.Errorf("resolving policy: %w", err)
+		}
+		// The budget ran out: block what resolved in time (hosts-file names,
+		// CIDRs, fast answers) now rather than leave the device open; the
+		// refresh loop adds the rest as it resolves.
+		a.log.Warn("policy not fully resolved within the lock budget; enforcing what resolved", "budget", lockResolveBudget, "err", err)
 	}
 	if err := a.enforce(ctx, res.Targets); err != nil {
 		return err

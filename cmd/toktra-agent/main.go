@@ -1,0 +1,205 @@
+// Command toktra-agent is the Toktra agent: it enrolls the device, keeps
+// its stream to the control plane, and enforces locks with the OS firewall.
+//
+//	toktra-agent enroll --server HOST:PORT --secret S --ca-pin sha256:... --email E
+//	toktra-agent run                  in the foreground, or as the OS service
+//	toktra-agent status [--json]
+//	toktra-agent install | uninstall | start | stop   the OS service
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kardianos/service"
+
+	"github.com/toktra/toktra/agent"
+	"github.com/toktra/toktra/internal/logging"
+	"github.com/toktra/toktra/platform"
+	agentv1 "github.com/toktra/toktra/proto/toktra/agent/v1"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "toktra-agent:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: toktra-agent <command> [flags]
+
+commands:
+  enroll     enroll this device (the MDM runs this with the server, secret, CA pin and email)
+  run        run the agent in the foreground (or as the OS service)
+  status     what the agent is doing: enrolled to what, connected, locked, enforced how
+  install    install the OS service (it runs "run" with the same --state-dir)
+  uninstall  remove the OS service
+  start      start the OS service
+  stop       stop the OS service
+`
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	stateDir := fs.String("state-dir", defaultStateDir, "the agent's state directory (identity, keys, lock state)")
+	logFormat := fs.String("log-format", "auto", "log format: json, text or auto")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	var enroll agent.EnrollOptions
+	var serial string
+	asJSON := false
+	switch cmd {
+	case "enroll":
+		fs.StringVar(&enroll.Server, "server", "", "control plane agent address, host:port")
+		fs.StringVar(&enroll.Secret, "secret", os.Getenv("TOKTRA_ENROLLMENT_SECRET"), "enrollment secret (or TOKTRA_ENROLLMENT_SECRET)")
+		fs.StringVar(&enroll.CAPin, "ca-pin", "", "control plane CA pin, sha256:<hex>")
+		fs.StringVar(&enroll.UserEmail, "email", "", "email of the device's user")
+		fs.StringVar(&serial, "serial", "", "device serial number, if the MDM knows it better than the agent")
+	case "status":
+		fs.BoolVar(&asJSON, "json", false, "print JSON")
+	case "run", "install", "uninstall", "start", "stop":
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	dir := agent.StateDir(*stateDir)
+	log, err := logging.New(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+
+	switch cmd {
+	case "enroll":
+		enroll.StateDir = dir
+		enroll.Version = version
+		enroll.Now = time.Now
+		facts := agent.DetectFacts(version)
+		if serial != "" {
+			facts.Serial = serial
+		}
+		enroll.Facts = facts
+		id, err := agent.Enroll(context.Background(), enroll)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "enrolled: device %s in org %s at %s\n", id.DeviceID, id.OrgID, id.Server)
+		return nil
+	case "status":
+		rep, err := agent.ReadReport(dir)
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(rep)
+		}
+		return rep.WriteText(stdout)
+	}
+
+	prog := &program{stateDir: dir, log: log}
+	svc, err := service.New(prog, &service.Config{
+		Name:        "toktra-agent",
+		DisplayName: "Toktra agent",
+		Description: "Enforces Toktra lockouts: blocks LLM services on this device when its user is offboarded.",
+		Arguments:   []string{"run", "--state-dir", *stateDir, "--log-format", "json"},
+		Option:      service.KeyValue{"Restart": "always", "RestartSec": 1},
+	})
+	if err != nil {
+		return fmt.Errorf("service: %w", err)
+	}
+	if cmd != "run" {
+		if err := service.Control(svc, cmd); err != nil {
+			return fmt.Errorf("%s the service: %w", cmd, err)
+		}
+		fmt.Fprintf(stdout, "service %s: done\n", cmd)
+		return nil
+	}
+	if service.Interactive() {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return prog.runAgent(ctx)
+	}
+	return svc.Run()
+}
+
+// program adapts the agent to the OS service manager.
+type program struct {
+	stateDir agent.StateDir
+	log      *slog.Logger
+	cancel   context.CancelFunc
+	done     chan error
+}
+
+func (p *program) Start(service.Service) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.done = make(chan error, 1)
+	go func() { p.done <- p.runAgent(ctx) }()
+	return nil
+}
+
+func (p *program) Stop(service.Service) error {
+	p.cancel()
+	select {
+	case err := <-p.done:
+		return err
+	case <-time.After(10 * time.Second):
+		return errors.New("agent did not stop within 10s")
+	}
+}
+
+func (p *program) runAgent(ctx context.Context) error {
+	plat, err := newPlatform(p.log)
+	if err != nil {
+		return err
+	}
+	defer plat.enforcer.Close()
+	a, err := agent.New(agent.Options{
+		StateDir:     p.stateDir,
+		Enforcer:     plat.enforcer,
+		Resolver:     plat.resolver,
+		Watch:        plat.watch,
+		Capabilities: plat.caps,
+		Version:      version,
+		Logger:       p.log,
+	})
+	if err != nil {
+		return err
+	}
+	p.log.Info("agent starting", "version", version, "state_dir", string(p.stateDir), "enforcers", plat.caps.GetEnforcers())
+	return a.Run(ctx)
+}
+
+// osPlatform is what this OS can enforce with.
+type osPlatform struct {
+	enforcer platform.Enforcer
+	resolver agent.Resolver
+	watch    func(ctx context.Context, onChange func())
+	caps     *agentv1.Capabilities
+}

@@ -1,0 +1,174 @@
+// Command toktra-server runs the Toktra control plane.
+//
+//	toktra-server run              serve (initializing the data dir on first start)
+//	toktra-server init             create the first org and print its admin key as JSON
+//	toktra-server create-org       create another org and print its admin key as JSON
+//	toktra-server create-admin-key print a new admin key for an org as JSON
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/toktra/toktra/controlplane/server"
+	"github.com/toktra/toktra/internal/logging"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "toktra-server:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: toktra-server <command> [flags]
+
+commands:
+  run               serve the control plane (initializes the data dir on first start)
+  init              create the first org; prints its admin API key as JSON
+  create-org        create another org (--name); prints its admin API key as JSON
+  create-admin-key  print a new admin API key for an org (--org, default the first) as JSON
+
+Run "toktra-server <command> -h" for its flags.
+`
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command")
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg server.Config
+	fs.StringVar(&cfg.DataDir, "data-dir", envOr("TOKTRA_DATA_DIR", "./toktra-data"), "data directory (PKI, SQLite database)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", os.Getenv("TOKTRA_DATABASE_URL"), "Postgres URL (postgres://...); empty for the embedded SQLite")
+	fs.StringVar(&cfg.APIAddr, "api-addr", envOr("TOKTRA_API_ADDR", "127.0.0.1:8443"), "admin API (HTTPS) listen address")
+	fs.StringVar(&cfg.AgentAddr, "agent-addr", envOr("TOKTRA_AGENT_ADDR", ":8444"), "agent gRPC (TLS/mTLS) listen address")
+	fs.StringVar(&cfg.OpsAddr, "ops-addr", envOr("TOKTRA_OPS_ADDR", "127.0.0.1:9090"), "health, readiness and metrics (plain HTTP) listen address")
+	tlsHosts := fs.String("tls-hosts", envOr("TOKTRA_TLS_HOSTS", defaultTLSHosts()), "comma-separated names and IPs the server certificate covers")
+	logFormat := fs.String("log-format", "auto", "log format: json, text or auto")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	orgName := fs.String("name", "Default organization", "org name (init, create-org)")
+	orgID := fs.String("org", "", "org id (create-admin-key; default the first org)")
+	switch cmd {
+	case "run", "init", "create-org", "create-admin-key":
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	cfg.TLSHosts = splitList(*tlsHosts)
+	log, err := logging.New(stderr, *logFormat, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg.Logger = log
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	srv, err := server.Open(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+
+	switch cmd {
+	case "init":
+		b, err := srv.Init(ctx, *orgName)
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, b)
+	case "create-org":
+		b, err := srv.CreateOrg(ctx, *orgName)
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, b)
+	case "create-admin-key":
+		id := *orgID
+		if id == "" {
+			if id, err = srv.DefaultOrgID(); err != nil {
+				return err
+			}
+		}
+		k, err := srv.NewAdminKey(ctx, id, "admin key (create-admin-key)")
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, k)
+	}
+
+	// run
+	if !srv.Initialized() {
+		b, err := srv.Init(ctx, *orgName)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, `
+First start: created org %q (%s).
+Its admin API key, shown only this once (also printed as JSON on stdout):
+
+    %s
+
+CA pin for agents and toktractl: %s
+CA certificate: %s
+More keys later: toktra-server create-admin-key --data-dir %s
+
+`, b.OrgName, b.OrgID, b.AdminKey.Secret, b.CAPin, b.CAFile, cfg.DataDir)
+		if err := printJSON(stdout, b); err != nil {
+			return err
+		}
+	}
+	return srv.Run(ctx, func(a server.Addrs) {
+		fmt.Fprintf(stderr, "Toktra control plane ready: API https://%s  agents %s  metrics http://%s/metrics\n", a.API, a.Agent, a.Ops)
+	})
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func defaultTLSHosts() string {
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if h, err := os.Hostname(); err == nil && h != "" {
+		hosts = append(hosts, h)
+	}
+	return strings.Join(hosts, ",")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

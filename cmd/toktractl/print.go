@@ -1,0 +1,205 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+type lockoutDevice struct {
+	DeviceID string     `json:"device_id"`
+	Hostname string     `json:"hostname"`
+	Kind     string     `json:"kind"`
+	Sequence uint64     `json:"sequence"`
+	State    string     `json:"state"`
+	Reason   string     `json:"reason"`
+	AckedAt  *time.Time `json:"acked_at"`
+}
+
+type lockout struct {
+	ID   string `json:"id"`
+	User struct {
+		Email string `json:"email"`
+	} `json:"user"`
+	State          string          `json:"state"`
+	Trigger        string          `json:"trigger"`
+	CreatedAt      time.Time       `json:"created_at"`
+	OverrideReason string          `json:"override_reason"`
+	Devices        []lockoutDevice `json:"devices"`
+}
+
+func (l lockout) settled() bool {
+	for _, d := range l.Devices {
+		if d.State == "pending" || d.State == "delivered" {
+			return false
+		}
+	}
+	return true
+}
+
+type list[T any] struct {
+	Data []T `json:"data"`
+}
+
+func printLockout(w io.Writer, raw json.RawMessage) error {
+	var l lockout
+	if err := json.Unmarshal(raw, &l); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Lockout\t%s\n", l.ID)
+	fmt.Fprintf(w, "User\t%s\n", l.User.Email)
+	fmt.Fprintf(w, "State\t%s\n", l.State)
+	fmt.Fprintf(w, "Trigger\t%s\n", l.Trigger)
+	fmt.Fprintf(w, "Created\t%s\n", l.CreatedAt.Format(time.RFC3339))
+	if l.OverrideReason != "" {
+		fmt.Fprintf(w, "Override reason\t%s\n", l.OverrideReason)
+	}
+	fmt.Fprintln(w, "\nDEVICE\tHOSTNAME\tCOMMAND\tSEQ\tSTATE\tREASON")
+	if len(l.Devices) == 0 {
+		fmt.Fprintln(w, "(no enrolled devices)")
+	}
+	for _, d := range l.Devices {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", d.DeviceID, d.Hostname, d.Kind, d.Sequence, d.State, d.Reason)
+	}
+	return nil
+}
+
+func printLockouts(w io.Writer, raw json.RawMessage) error {
+	var ls list[lockout]
+	if err := json.Unmarshal(raw, &ls); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "ID\tUSER\tSTATE\tCREATED\tDEVICES")
+	for _, l := range ls.Data {
+		applied := 0
+		for _, d := range l.Devices {
+			if d.State == "applied" {
+				applied++
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d/%d applied\n", l.ID, l.User.Email, l.State, l.CreatedAt.Format(time.RFC3339), applied, len(l.Devices))
+	}
+	return nil
+}
+
+func printUsers(w io.Writer, raw json.RawMessage) error {
+	var us list[struct {
+		ID, Email, Name string
+		CreatedAt       time.Time `json:"created_at"`
+	}]
+	if err := json.Unmarshal(raw, &us); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "ID\tEMAIL\tNAME\tCREATED")
+	for _, u := range us.Data {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", u.ID, u.Email, u.Name, u.CreatedAt.Format(time.RFC3339))
+	}
+	return nil
+}
+
+type device struct {
+	ID                string     `json:"id"`
+	UserID            string     `json:"user_id"`
+	Hostname          string     `json:"hostname"`
+	OS                string     `json:"os"`
+	AgentVersion      string     `json:"agent_version"`
+	Online            bool       `json:"online"`
+	LastSeenAt        *time.Time `json:"last_seen_at"`
+	LockState         string     `json:"lock_state"`
+	EnforcementActive bool       `json:"enforcement_active"`
+	Enforcers         []string   `json:"enforcers"`
+	RevokedAt         *time.Time `json:"revoked_at"`
+}
+
+func (d device) lock() string {
+	if d.LockState == "locked" && !d.EnforcementActive {
+		return "locked (not in force)"
+	}
+	return d.LockState
+}
+
+func (d device) seen() string {
+	switch {
+	case d.RevokedAt != nil:
+		return "revoked"
+	case d.Online:
+		return "online"
+	case d.LastSeenAt != nil:
+		return "last seen " + d.LastSeenAt.Format(time.RFC3339)
+	}
+	return "never connected"
+}
+
+func printDevices(w io.Writer, raw json.RawMessage) error {
+	var ds list[device]
+	if err := json.Unmarshal(raw, &ds); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "ID\tHOSTNAME\tOS\tAGENT\tSTATUS\tLOCK")
+	for _, d := range ds.Data {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", d.ID, d.Hostname, d.OS, d.AgentVersion, d.seen(), d.lock())
+	}
+	return nil
+}
+
+func printDevice(w io.Writer, raw json.RawMessage) error {
+	var d device
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Device\t%s\nHostname\t%s\nOS\t%s\nAgent\t%s\nStatus\t%s\nLock\t%s\nEnforcers\t%s\n",
+		d.ID, d.Hostname, d.OS, d.AgentVersion, d.seen(), d.lock(), strings.Join(d.Enforcers, ", "))
+	return nil
+}
+
+type secret struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Secret    string     `json:"secret"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+}
+
+func printSecret(w io.Writer, raw json.RawMessage) error {
+	var s secret
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "ID\t%s\nName\t%s\nExpires\t%s\nSecret\t%s\n\n(shown only once)\n", s.ID, s.Name, s.ExpiresAt.Format(time.RFC3339), s.Secret)
+	return nil
+}
+
+func printSecrets(w io.Writer, raw json.RawMessage) error {
+	var ss list[secret]
+	if err := json.Unmarshal(raw, &ss); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "ID\tNAME\tEXPIRES\tSTATE")
+	for _, s := range ss.Data {
+		state := "active"
+		if s.RevokedAt != nil {
+			state = "revoked"
+		} else if time.Now().After(s.ExpiresAt) {
+			state = "expired"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\n", s.ID, s.Name, s.ExpiresAt.Format(time.RFC3339), state)
+	}
+	return nil
+}
+
+func printPolicy(w io.Writer, raw json.RawMessage) error {
+	var p struct {
+		Version        uint64   `json:"version"`
+		Domains        []string `json:"domains"`
+		CIDRs          []string `json:"cidrs"`
+		DefaultDomains []string `json:"default_domains"`
+	}
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Version\t%d\nOrg domains\t%s\nOrg CIDRs\t%s\nDefault domains\t%d maintained by Toktra\n",
+		p.Version, strings.Join(p.Domains, ", "), strings.Join(p.CIDRs, ", "), len(p.DefaultDomains))
+	return nil
+}

@@ -1,0 +1,178 @@
+// Package e2e runs the real toktra-server and toktra-agent binaries against
+// each other, with the device and a fake LLM endpoint in network namespaces
+// of their own and real nftables enforcement.
+package e2e
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+type lockoutResp struct {
+	ID      string `json:"id"`
+	State   string `json:"state"`
+	Devices []struct {
+		DeviceID string `json:"device_id"`
+		Kind     string `json:"kind"`
+		State    string `json:"state"`
+		Reason   string `json:"reason"`
+	} `json:"devices"`
+}
+
+type deviceResp struct {
+	ID                string   `json:"id"`
+	Online            bool     `json:"online"`
+	LockState         string   `json:"lock_state"`
+	EnforcementActive bool     `json:"enforcement_active"`
+	Enforcers         []string `json:"enforcers"`
+}
+
+func TestLockEndToEnd(t *testing.T) {
+	requireRoot(t)
+	for _, backend := range []string{"sqlite", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			env := newNetEnv(t)
+			dsn := ""
+			if backend == "postgres" {
+				dsn = newPostgresDatabase(t)
+			}
+			cp := startControlPlane(t, env, dsn)
+			testLockLifecycle(t, env, cp)
+		})
+	}
+}
+
+func testLockLifecycle(t *testing.T, env *netEnv, cp *controlPlane) {
+	const email = "alice@example.com"
+	agent := enrollAgent(t, env, cp, email)
+	agent.start(t)
+
+	var dev deviceResp
+	waitFor(t, "the device to come online", 30*time.Second, func() bool {
+		var list struct{ Data []deviceResp }
+		cp.call(t, "GET", "/v1/devices?email="+email, nil, &list)
+		if len(list.Data) == 1 && list.Data[0].Online {
+			dev = list.Data[0]
+			return true
+		}
+		return false
+	})
+	if !contains(dev.Enforcers, "nftables") {
+		t.Errorf("device enforcers = %v; want nftables among them", dev.Enforcers)
+	}
+
+	for _, addr := range []string{env.llmAddr, env.llmDNSAddr} {
+		if ok, _, err := env.reachable(addr); !ok {
+			t.Fatalf("before the lock, connecting to %s failed: %v", addr, err)
+		}
+	}
+	// A connection opened before the lock must be cut by it.
+	early, err := env.dialFromDevice(env.llmAddr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer early.Close()
+	if err := echoWorks(early); err != nil {
+		t.Fatalf("echo before the lock: %v", err)
+	}
+
+	var lo lockoutResp
+	if code := cp.call(t, "POST", "/v1/lockouts", map[string]string{"email": email}, &lo); code != 201 {
+		t.Fatalf("POST /v1/lockouts = %d; want 201", code)
+	}
+	took := waitFor(t, "connections to the LLM endpoint to be refused", 10*time.Second, func() bool {
+		ok, refused, _ := env.llmReachable()
+		return !ok && refused
+	})
+	t.Logf("lock in force %v after the API call", took)
+	if ok, refused, err := env.llmReachable(); ok || !refused {
+		t.Fatalf("after the lock: reachable=%v refused=%v err=%v; want refused", ok, refused, err)
+	}
+	if err := echoWorks(early); err == nil {
+		t.Error("a connection opened before the lock still works after it")
+	}
+	// api.anthropic.com came from DNS, not the hosts file.
+	if ok, refused, err := env.reachable(env.llmDNSAddr); ok || !refused {
+		t.Errorf("after the lock, api.anthropic.com (%s): reachable=%v refused=%v err=%v; want refused", env.llmDNSAddr, ok, refused, err)
+	}
+	waitFor(t, "the lock to be acknowledged as applied", 10*time.Second, func() bool {
+		var got lockoutResp
+		cp.call(t, "GET", "/v1/lockouts/"+lo.ID, nil, &got)
+		return len(got.Devices) == 1 && got.Devices[0].State == "applied"
+	})
+	// A second trigger returns the same lockout.
+	var again lockoutResp
+	if code := cp.call(t, "POST", "/v1/lockouts", map[string]string{"email": strings.ToUpper(email)}, &again); code != 200 || again.ID != lo.ID {
+		t.Errorf("second lockout = %d %s; want 200 %s", code, again.ID, lo.ID)
+	}
+
+	// Killed and restarted, the agent keeps the device locked.
+	agent.proc.kill()
+	agent.start(t)
+	time.Sleep(500 * time.Millisecond)
+	if ok, refused, err := env.llmReachable(); ok || !refused {
+		t.Fatalf("after restarting the agent: reachable=%v refused=%v err=%v; want refused", ok, refused, err)
+	}
+	waitFor(t, "the restarted agent to reconnect", 30*time.Second, func() bool {
+		var d deviceResp
+		cp.call(t, "GET", "/v1/devices/"+dev.ID, nil, &d)
+		return d.Online && d.LockState == "locked" && d.EnforcementActive
+	})
+	if ok, refused, err := env.llmReachable(); ok || !refused {
+		t.Fatalf("after the agent reconnected: reachable=%v refused=%v err=%v; want refused", ok, refused, err)
+	}
+
+	// Someone deletes the table by hand: the agent puts it back.
+	tamperBefore := cp.metric(t, "toktra_tamper_events_total")
+	if out, err := exec.Command("ip", "netns", "exec", env.dev, "nft", "delete", "table", "inet", "toktra").CombinedOutput(); err != nil {
+		t.Fatalf("deleting the table: %v\n%s", err, out)
+	}
+	restored := waitFor(t, "the lock to be re-applied after the table was deleted", 10*time.Second, func() bool {
+		ok, refused, _ := env.llmReachable()
+		return !ok && refused
+	})
+	t.Logf("lock re-applied %v after the table was deleted", restored)
+	waitFor(t, "the tamper event to reach the control plane", 10*time.Second, func() bool {
+		return cp.metric(t, "toktra_tamper_events_total") > tamperBefore
+	})
+
+	// The deliberate override unlocks.
+	var over lockoutResp
+	if code := cp.call(t, "POST", "/v1/lockouts/"+lo.ID+"/override", map[string]string{"reason": "e2e: rehired"}, &over); code != 200 {
+		t.Fatalf("override = %d; want 200", code)
+	}
+	waitFor(t, "the LLM endpoint to be reachable after the override", 10*time.Second, func() bool {
+		ok, _, _ := env.llmReachable()
+		return ok
+	})
+	if out, err := exec.Command("ip", "netns", "exec", env.dev, "nft", "list", "table", "inet", "toktra").CombinedOutput(); err == nil {
+		t.Errorf("after the override the toktra table is still there:\n%s", out)
+	}
+
+	// Offline at lock time: locked as soon as it reconnects.
+	agent.proc.kill()
+	var lo2 lockoutResp
+	if code := cp.call(t, "POST", "/v1/lockouts", map[string]string{"email": email}, &lo2); code != 201 || lo2.ID == lo.ID {
+		t.Fatalf("lockout while offline = %d %s; want 201 and a new lockout", code, lo2.ID)
+	}
+	if ok, _, err := env.llmReachable(); !ok {
+		t.Fatalf("the offline device should not be locked yet: %v", err)
+	}
+	agent.start(t)
+	took = waitFor(t, "the reconnecting device to lock", 30*time.Second, func() bool {
+		ok, refused, _ := env.llmReachable()
+		return !ok && refused
+	})
+	t.Logf("offline device locked %v after its agent restarted", took)
+}
+
+func contains(xs []string, x string) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
