@@ -1,6 +1,9 @@
 // Package platform enforces a lock on the device: it blocks outbound
 // connections to LLM destinations with the operating system's own firewall
-// (nftables and eBPF on Linux, a pf anchor on macOS, WFP on Windows).
+// (nftables and eBPF on Linux, a pf anchor on macOS, WFP on Windows), and
+// turns a lock's policy — the maintained list of LLM domains plus an
+// organization's own domains and networks — into the addresses to block,
+// resolved as the device itself resolves them and kept fresh by their TTLs.
 package platform
 
 import (
