@@ -244,18 +244,9 @@ func (ca *CA) SignDeviceCSR(csrDER []byte, id DeviceIdentity, now time.Time, lif
 	if lifetime == 0 {
 		lifetime = DefaultDeviceCertLifetime
 	}
-	if len(csrDER) > maxCSRSize {
-		return nil, nil, fmt.Errorf("signing device csr: csr is %d bytes; at most %d allowed", len(csrDER), maxCSRSize)
-	}
-	csr, err := x509.ParseCertificateRequest(csrDER)
+	csr, err := ParseDeviceCSR(csrDER)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parsing device csr: %w", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, nil, fmt.Errorf("checking device csr signature: %w", err)
-	}
-	if err := checkDeviceKey(csr.PublicKey); err != nil {
-		return nil, nil, fmt.Errorf("signing device csr: %w", err)
+		return nil, nil, err
 	}
 	serial, err := randomSerial()
 	if err != nil {
@@ -279,6 +270,26 @@ func (ca *CA) SignDeviceCSR(csrDER []byte, id DeviceIdentity, now time.Time, lif
 		return nil, nil, fmt.Errorf("parsing new device certificate: %w", err)
 	}
 	return certDER, cert, nil
+}
+
+// ParseDeviceCSR parses a device's PKCS#10 request and checks what
+// SignDeviceCSR requires of it (size, self-signature, key type), so that a
+// caller can refuse a bad request before it records anything.
+func ParseDeviceCSR(csrDER []byte) (*x509.CertificateRequest, error) {
+	if len(csrDER) > maxCSRSize {
+		return nil, fmt.Errorf("device csr is %d bytes; at most %d allowed", len(csrDER), maxCSRSize)
+	}
+	csr, err := x509.ParseCertificateRequest(csrDER)
+	if err != nil {
+		return nil, fmt.Errorf("parsing device csr: %w", err)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("checking device csr signature: %w", err)
+	}
+	if err := checkDeviceKey(csr.PublicKey); err != nil {
+		return nil, fmt.Errorf("device csr: %w", err)
+	}
+	return csr, nil
 }
 
 // checkDeviceKey accepts the two key types agents make.

@@ -118,6 +118,10 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 	if err := validateEnroll(req); err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
 	}
+	// A bad request is refused before anything is recorded.
+	if _, err := pki.ParseDeviceCSR(req.GetCsrDer()); err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "certificate request refused: %v", err)
+	}
 	now := s.cfg.Clock.Now()
 	hash := sha256.Sum256([]byte(req.GetSecret()))
 	secret, err := s.cfg.Store.GetEnrollmentSecretByHash(ctx, hash[:])
@@ -266,9 +270,11 @@ func (s *Service) Connect(stream agentv1.AgentService_ConnectServer) error {
 		sent: map[uint64]bool{}, agentState: hello,
 	}
 	// The first server message tells the agent its hello was accepted.
-	sess.outbox <- &agentv1.ServerMessage{Msg: &agentv1.ServerMessage_HeartbeatAck{
+	if err := stream.Send(&agentv1.ServerMessage{Msg: &agentv1.ServerMessage_HeartbeatAck{
 		HeartbeatAck: &agentv1.HeartbeatAck{ServerTimeUnixNano: now.UnixNano()},
-	}}
+	}}); err != nil {
+		return err
+	}
 	s.register(sess)
 	defer s.unregister(sess)
 	if err := s.cfg.Store.SetDeviceConnected(ctx, id.OrgID, id.DeviceID, true, now); err != nil {
