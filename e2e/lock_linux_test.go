@@ -4,7 +4,9 @@
 package e2e
 
 import (
+	"encoding/json"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +104,28 @@ func testLockLifecycle(t *testing.T, env *netEnv, cp *controlPlane) {
 		cp.call(t, "GET", "/v1/lockouts/"+lo.ID, nil, &got)
 		return len(got.Devices) == 1 && got.Devices[0].State == "applied"
 	})
+	// The person at the device can see why.
+	var status struct {
+		State   struct{ Locked bool } `json:"state"`
+		Running struct {
+			Connected         bool `json:"connected"`
+			EnforcementActive bool `json:"enforcement_active"`
+		} `json:"running"`
+	}
+	out, err := exec.Command(filepath.Join(binDir, "toktra-agent"), "status", "--json", "--state-dir", agent.stateDir).Output()
+	if err != nil {
+		t.Fatalf("toktra-agent status: %v", err)
+	}
+	if err := json.Unmarshal(out, &status); err != nil {
+		t.Fatalf("toktra-agent status --json: %v\n%s", err, out)
+	}
+	if !status.State.Locked || !status.Running.Connected || !status.Running.EnforcementActive {
+		t.Errorf("toktra-agent status = %s; want locked, connected, enforcement active", out)
+	}
+	if text, _ := exec.Command(filepath.Join(binDir, "toktra-agent"), "status", "--state-dir", agent.stateDir).Output(); !strings.Contains(string(text), "LOCKED") {
+		t.Errorf("toktra-agent status says:\n%s\nwant it to say LOCKED", text)
+	}
+
 	// A second trigger returns the same lockout.
 	var again lockoutResp
 	if code := cp.call(t, "POST", "/v1/lockouts", map[string]string{"email": strings.ToUpper(email)}, &again); code != 200 || again.ID != lo.ID {
