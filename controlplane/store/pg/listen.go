@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/toktra/toktra/controlplane/store"
+	"github.com/toktra/toktra/controlplane/store/internal/notice"
 )
 
 // notifyChannel is the LISTEN/NOTIFY channel of command notices; dialect.sql
@@ -36,11 +37,11 @@ func (s *Store) SubscribeCommands(ctx context.Context) (<-chan store.CommandNoti
 	select {
 	case <-s.listening:
 	case <-s.listenerDone:
-		return nil, fmt.Errorf("subscribing to commands: %w", errClosed)
+		return nil, fmt.Errorf("subscribing to commands: %w", notice.ErrClosed)
 	case <-ctx.Done():
 		return nil, fmt.Errorf("subscribing to commands: waiting for LISTEN: %w", ctx.Err())
 	}
-	ch, err := s.hub.subscribe(ctx)
+	ch, err := s.hub.Subscribe(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("subscribing to commands: %w", err)
 	}
@@ -52,7 +53,7 @@ func (s *Store) startListener() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return errClosed
+		return notice.ErrClosed
 	}
 	if s.listenerActive {
 		return nil
@@ -90,7 +91,7 @@ func (s *Store) listen(ctx context.Context) {
 		backoff = minBackoff
 		if connectedBefore {
 			s.log.Info("postgres listener: reconnected; asking subscribers to reload")
-			s.hub.publish(store.CommandNotice{})
+			s.hub.Publish(store.CommandNotice{})
 		} else {
 			connectedBefore = true
 			close(s.listening)
@@ -161,8 +162,8 @@ func (s *Store) publish(n *pgconn.Notification) {
 	}
 	if err := json.Unmarshal([]byte(n.Payload), &payload); err != nil || payload.DeviceID == "" {
 		s.log.Warn("postgres listener: unreadable command notice; asking subscribers to reload", "payload", n.Payload, "err", err)
-		s.hub.publish(store.CommandNotice{})
+		s.hub.Publish(store.CommandNotice{})
 		return
 	}
-	s.hub.publish(store.CommandNotice{OrgID: payload.OrgID, DeviceID: payload.DeviceID, Seq: payload.Seq})
+	s.hub.Publish(store.CommandNotice{OrgID: payload.OrgID, DeviceID: payload.DeviceID, Seq: payload.Seq})
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/toktra/toktra/controlplane/store"
+	"github.com/toktra/toktra/controlplane/store/internal/notice"
 	"github.com/toktra/toktra/controlplane/store/sqlq"
 )
 
@@ -54,7 +55,7 @@ const migrationLockKey int64 = 0x746f6b7472610001
 // Store is the Postgres store.Store. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
-	hub  *hub
+	hub  *notice.Hub
 	log  *slog.Logger
 
 	// heartbeat is how long the listener waits for a notice before checking
@@ -102,7 +103,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	}
 	s := &Store{
 		pool:         pool,
-		hub:          newHub(),
+		hub:          notice.NewHub(),
 		log:          slog.New(slog.DiscardHandler),
 		heartbeat:    30 * time.Second,
 		listening:    make(chan struct{}),
@@ -174,7 +175,7 @@ func (s *Store) Close() error {
 		if active {
 			<-s.listenerDone
 		}
-		s.hub.close()
+		s.hub.Close()
 		s.pool.Close()
 	})
 	return nil

@@ -27,6 +27,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/toktra/toktra/controlplane/store"
+	"github.com/toktra/toktra/controlplane/store/internal/notice"
 	"github.com/toktra/toktra/controlplane/store/sqlq"
 )
 
@@ -57,7 +58,7 @@ const busyTimeout = 10 * time.Second
 type Store struct {
 	writer *sql.DB
 	reader *sql.DB
-	hub    *hub
+	hub    *notice.Hub
 
 	closeOnce sync.Once
 	closeErr  error
@@ -110,7 +111,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		reader.Close()
 		return nil, fmt.Errorf("opening sqlite store %s for reading: %w", path, err)
 	}
-	return &Store{writer: writer, reader: reader, hub: newHub()}, nil
+	return &Store{writer: writer, reader: reader, hub: notice.NewHub()}, nil
 }
 
 func cloneValues(v url.Values) url.Values {
@@ -187,7 +188,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // returns the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.hub.close()
+		s.hub.Close()
 		s.closeErr = errors.Join(s.reader.Close(), s.writer.Close())
 	})
 	return s.closeErr

@@ -1,4 +1,7 @@
-package pg
+// Package notice fans command notices out to a store's subscribers, the
+// same way for every backend: publishing never blocks, and a subscriber
+// that falls far behind gets one "reload everything" notice instead.
+package notice
 
 import (
 	"context"
@@ -8,19 +11,17 @@ import (
 	"github.com/toktra/toktra/controlplane/store"
 )
 
-// This file is the same in the sqlite and pg packages, but for the package
-// clause: change both.
-
 // maxQueuedNotices bounds what a slow subscriber can owe: past it, its queue
 // collapses into one "reload everything" notice (empty DeviceID), which the
 // SubscribeCommands contract gives for exactly this case.
 const maxQueuedNotices = 1024
 
-var errClosed = errors.New("store closed")
+// ErrClosed is returned by Subscribe after Close.
+var ErrClosed = errors.New("store closed")
 
-// hub fans command notices out to subscribers. Publishing never blocks: each
+// Hub fans command notices out to subscribers. Publishing never blocks: each
 // subscriber has its own queue, drained into its channel by its own goroutine.
-type hub struct {
+type Hub struct {
 	mu     sync.Mutex
 	subs   map[*subscription]struct{}
 	closed bool
@@ -35,14 +36,14 @@ type subscription struct {
 	queue []store.CommandNotice
 }
 
-func newHub() *hub {
-	return &hub{subs: make(map[*subscription]struct{})}
+func NewHub() *Hub {
+	return &Hub{subs: make(map[*subscription]struct{})}
 }
 
 // subscribe registers a subscriber before returning, so every notice
 // published afterwards reaches it; its channel closes when ctx ends or the
-// hub closes.
-func (h *hub) subscribe(ctx context.Context) (<-chan store.CommandNotice, error) {
+// Hub closes.
+func (h *Hub) Subscribe(ctx context.Context) (<-chan store.CommandNotice, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	sub := &subscription{cancel: cancel, wake: make(chan struct{}, 1)}
 	out := make(chan store.CommandNotice)
@@ -51,7 +52,7 @@ func (h *hub) subscribe(ctx context.Context) (<-chan store.CommandNotice, error)
 	if h.closed {
 		h.mu.Unlock()
 		cancel()
-		return nil, errClosed
+		return nil, ErrClosed
 	}
 	h.subs[sub] = struct{}{}
 	h.wg.Add(1)
@@ -107,7 +108,7 @@ func (sub *subscription) push(n store.CommandNotice) {
 }
 
 // publish queues n for every current subscriber.
-func (h *hub) publish(n store.CommandNotice) {
+func (h *Hub) Publish(n store.CommandNotice) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for sub := range h.subs {
@@ -116,7 +117,7 @@ func (h *hub) publish(n store.CommandNotice) {
 }
 
 // close ends every subscription and waits for their goroutines.
-func (h *hub) close() {
+func (h *Hub) Close() {
 	h.mu.Lock()
 	h.closed = true
 	for sub := range h.subs {

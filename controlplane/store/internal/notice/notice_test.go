@@ -1,4 +1,4 @@
-package sqlite
+package notice
 
 import (
 	"context"
@@ -13,19 +13,19 @@ import (
 // the backlog, then later notices as usual.
 func TestHubSlowSubscriber(t *testing.T) {
 	t.Parallel()
-	h := newHub()
-	defer h.close()
-	ch, err := h.subscribe(t.Context())
+	h := NewHub()
+	defer h.Close()
+	ch, err := h.Subscribe(t.Context())
 	if err != nil {
 		t.Fatalf("subscribe() error = %v", err)
 	}
 	// The pump takes the first notice and blocks sending it; the rest queue.
-	h.publish(store.CommandNotice{DeviceID: "dev_a", Seq: 1})
+	h.Publish(store.CommandNotice{DeviceID: "dev_a", Seq: 1})
 	for queued(h) != 0 {
 		time.Sleep(time.Millisecond)
 	}
 	for seq := uint64(2); seq <= maxQueuedNotices+10; seq++ {
-		h.publish(store.CommandNotice{DeviceID: "dev_a", Seq: seq})
+		h.Publish(store.CommandNotice{DeviceID: "dev_a", Seq: seq})
 	}
 	want := []store.CommandNotice{{DeviceID: "dev_a", Seq: 1}}
 	// The queue overflowed at seq maxQueuedNotices+2: a reload, then the rest.
@@ -47,22 +47,22 @@ func TestHubSlowSubscriber(t *testing.T) {
 
 func TestHubClose(t *testing.T) {
 	t.Parallel()
-	h := newHub()
-	ch, err := h.subscribe(context.Background())
+	h := NewHub()
+	ch, err := h.Subscribe(context.Background())
 	if err != nil {
 		t.Fatalf("subscribe() error = %v", err)
 	}
-	h.publish(store.CommandNotice{DeviceID: "dev_a", Seq: 1}) // never read
-	h.close()
+	h.Publish(store.CommandNotice{DeviceID: "dev_a", Seq: 1}) // never read
+	h.Close()
 	for range ch {
 	}
-	if _, err := h.subscribe(context.Background()); err == nil {
+	if _, err := h.Subscribe(context.Background()); err == nil {
 		t.Errorf("subscribe() after close error = nil; want an error")
 	}
 }
 
 // queued is how many notices wait in the hub's only subscription's queue.
-func queued(h *hub) int {
+func queued(h *Hub) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for sub := range h.subs {
