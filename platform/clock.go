@@ -1,21 +1,15 @@
 package platform
 
-import "time"
+import "github.com/toktra/toktra/internal/clock"
 
-// Clock tells the time. Constructors take one so that tests can control
-// time instead of sleeping; nil means the system clock.
-type Clock interface {
-	Now() time.Time
-}
-
-// systemClock is the Clock used when none is injected.
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
+// Clock tells the time (the project's clock.Clock). Constructors take one
+// so that tests can control time instead of sleeping; nil means the system
+// clock.
+type Clock = clock.Clock
 
 func clockOrSystem(c Clock) Clock {
 	if c == nil {
-		return systemClock{}
+		return clock.Real{}
 	}
 	return c
 }
