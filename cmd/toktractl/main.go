@@ -42,6 +42,9 @@ const usage = `usage: toktractl [global flags] <resource> <action> [args]
   enrollment-secrets revoke ID
   policy get
   policy set [--domain D]... [--cidr C]...
+  api-keys create --name N [--scope admin|read-only] [--expires-in 720h]
+  api-keys list
+  api-keys revoke ID
 
 global flags (or environment):
   --server URL      TOKTRA_SERVER   (default https://127.0.0.1:8443)
@@ -163,6 +166,28 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		if err := c.do(ctx, "DELETE", "/v1/enrollment-secrets/"+url.PathEscape(id), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "revoked", id)
+		return nil
+	case "api-keys create":
+		sub := flag.NewFlagSet("api-keys create", flag.ContinueOnError)
+		sub.SetOutput(stderr)
+		name := sub.String("name", "", "a name for the key (required)")
+		scope := sub.String("scope", "read-only", "admin or read-only")
+		expires := sub.String("expires-in", "", "lifetime, e.g. 720h (default and maximum 90 days)")
+		if err := sub.Parse(args); err != nil {
+			return err
+		}
+		return c.show(ctx, "POST", "/v1/api-keys", map[string]string{"name": *name, "scope": *scope, "expires_in": *expires}, printNewAPIKey)
+	case "api-keys list":
+		return c.show(ctx, "GET", "/v1/api-keys", nil, printAPIKeys)
+	case "api-keys revoke":
+		id, err := oneArg(args, "ID")
+		if err != nil {
+			return err
+		}
+		if err := c.do(ctx, "DELETE", "/v1/api-keys/"+url.PathEscape(id), nil, nil); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout, "revoked", id)

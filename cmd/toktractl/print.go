@@ -203,3 +203,39 @@ func printPolicy(w io.Writer, raw json.RawMessage) error {
 		p.Version, strings.Join(p.Domains, ", "), strings.Join(p.CIDRs, ", "), len(p.DefaultDomains))
 	return nil
 }
+
+type apiKey struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Scope     string     `json:"scope"`
+	Secret    string     `json:"secret"`
+	ExpiresAt time.Time  `json:"expires_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+}
+
+func printNewAPIKey(w io.Writer, raw json.RawMessage) error {
+	var k apiKey
+	if err := json.Unmarshal(raw, &k); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "ID\t%s\nName\t%s\nScope\t%s\nExpires\t%s\nKey\t%s\n\n(shown only once)\n", k.ID, k.Name, k.Scope, k.ExpiresAt.Format(time.RFC3339), k.Secret)
+	return nil
+}
+
+func printAPIKeys(w io.Writer, raw json.RawMessage) error {
+	var ks list[apiKey]
+	if err := json.Unmarshal(raw, &ks); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "ID\tNAME\tSCOPE\tEXPIRES\tSTATE")
+	for _, k := range ks.Data {
+		state := "active"
+		if k.RevokedAt != nil {
+			state = "revoked"
+		} else if time.Now().After(k.ExpiresAt) {
+			state = "expired"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Scope, k.ExpiresAt.Format(time.RFC3339), state)
+	}
+	return nil
+}

@@ -64,6 +64,9 @@ func (s *Server) routes() {
 	s.handle("POST /v1/lockouts", store.ScopeAdmin, s.createLockout)
 	s.handle("GET /v1/lockouts/{id}", store.ScopeReadOnly, s.getLockout)
 	s.handle("POST /v1/lockouts/{id}/override", store.ScopeAdmin, s.overrideLockout)
+	s.handle("GET /v1/api-keys", store.ScopeAdmin, s.listAPIKeys)
+	s.handle("POST /v1/api-keys", store.ScopeAdmin, s.createAPIKey)
+	s.handle("DELETE /v1/api-keys/{id}", store.ScopeAdmin, s.revokeAPIKey)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint"})
 	})

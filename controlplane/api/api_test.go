@@ -23,13 +23,14 @@ import (
 )
 
 type tenant struct {
-	org       store.Org
-	adminKey  string
-	readKey   string
-	user      store.User
-	device    store.Device
-	secret    store.EnrollmentSecret
-	lockoutID string
+	org        store.Org
+	adminKey   string
+	adminKeyID string
+	readKey    string
+	user       store.User
+	device     store.Device
+	secret     store.EnrollmentSecret
+	lockoutID  string
 }
 
 type apiFixture struct {
@@ -101,7 +102,7 @@ func (f *apiFixture) newTenant(t *testing.T, name, email string) tenant {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tn := tenant{org: org, adminKey: admin.Secret, readKey: read.Secret, user: user, device: dev}
+	tn := tenant{org: org, adminKey: admin.Secret, adminKeyID: admin.ID, readKey: read.Secret, user: user, device: dev}
 	tn.secret.ID = secret.ID
 	var lo lockoutView
 	if code := f.do(t, tn.adminKey, "POST", "/v1/lockouts", `{"email":"`+email+`"}`, &lo); code != http.StatusCreated {
@@ -179,6 +180,9 @@ func TestCrossTenant(t *testing.T) {
 		{"POST /v1/lockouts", "POST", "/v1/lockouts", `{"email":"` + a.user.Email + `"}`, 404},
 		{"GET /v1/lockouts/{id}", "GET", "/v1/lockouts/" + a.lockoutID, "", 404},
 		{"POST /v1/lockouts/{id}/override", "POST", "/v1/lockouts/" + a.lockoutID + "/override", `{"reason":"not yours"}`, 404},
+		{"GET /v1/api-keys", "GET", "/v1/api-keys", "", 200},
+		{"POST /v1/api-keys", "POST", "/v1/api-keys", `{"name":"b's","scope":"read-only"}`, 201},
+		{"DELETE /v1/api-keys/{id}", "DELETE", "/v1/api-keys/" + a.adminKeyID, "", 404},
 	}
 	covered := map[string]bool{}
 	for _, tc := range cases {
@@ -188,7 +192,7 @@ func TestCrossTenant(t *testing.T) {
 		if code != tc.wantStatus {
 			t.Errorf("org B: %s %s = %d; want %d", tc.method, tc.path, code, tc.wantStatus)
 		}
-		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email} {
+		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID} {
 			if bytes.Contains(raw, []byte(id)) {
 				t.Errorf("org B: %s %s leaks org A's %q: %s", tc.method, tc.path, id, raw)
 			}
@@ -384,5 +388,52 @@ func TestEnrollmentSecretShownOnce(t *testing.T) {
 	got, err := f.st.GetEnrollmentSecretByHash(f.ctx, HashSecret(created.Secret))
 	if err != nil || got.RevokedAt == nil {
 		t.Errorf("after revoke: %+v, %v; want revoked", got, err)
+	}
+}
+
+func TestAPIKeys(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	var created NewAPIKey
+	if code := f.do(t, f.a.adminKey, "POST", "/v1/api-keys", `{"name":"ci","scope":"read-only","expires_in":"24h"}`, &created); code != 201 {
+		t.Fatalf("create = %d", code)
+	}
+	if !strings.HasPrefix(created.Secret, APIKeyPrefix) || created.Scope != store.ScopeReadOnly || !created.ExpiresAt.Equal(f.clk.Now().Add(24*time.Hour)) {
+		t.Errorf("created = %+v; want a read-only %s key expiring in 24h", created, APIKeyPrefix)
+	}
+	// The new key reads but cannot write, and cannot manage keys.
+	if code := f.do(t, created.Secret, "GET", "/v1/lockouts", "", nil); code != 200 {
+		t.Errorf("read-only key GET /v1/lockouts = %d; want 200", code)
+	}
+	if code := f.do(t, created.Secret, "GET", "/v1/api-keys", "", nil); code != 403 {
+		t.Errorf("read-only key GET /v1/api-keys = %d; want 403", code)
+	}
+	var listed list[json.RawMessage]
+	f.do(t, f.a.adminKey, "GET", "/v1/api-keys", "", &listed)
+	for _, raw := range listed.Data {
+		if strings.Contains(string(raw), "secret") || strings.Contains(string(raw), "hash") {
+			t.Errorf("listed key shows its secret or hash: %s", raw)
+		}
+	}
+	// Deleted: refused at once.
+	if code := f.do(t, f.a.adminKey, "DELETE", "/v1/api-keys/"+created.ID, "", nil); code != 204 {
+		t.Fatalf("delete = %d; want 204", code)
+	}
+	var e errorBody
+	if code := f.do(t, created.Secret, "GET", "/v1/lockouts", "", &e); code != 401 || e.Error.Code != CodeUnauthenticated {
+		t.Errorf("deleted key = %d %q; want 401 unauthenticated", code, e.Error.Code)
+	}
+	// Expired: refused at once.
+	f.clk.Advance(25 * time.Hour)
+	var again NewAPIKey
+	f.do(t, f.a.adminKey, "POST", "/v1/api-keys", `{"name":"short","scope":"admin","expires_in":"1h"}`, &again)
+	f.clk.Advance(time.Hour)
+	if code := f.do(t, again.Secret, "GET", "/v1/users", "", nil); code != 401 {
+		t.Errorf("expired key = %d; want 401", code)
+	}
+	for _, body := range []string{`{"name":"x","scope":"root"}`, `{"name":"x","scope":"admin","expires_in":"2161h"}`, `{"scope":"admin"}`} {
+		if code := f.do(t, f.a.adminKey, "POST", "/v1/api-keys", body, &e); code != 400 {
+			t.Errorf("create %s = %d; want 400", body, code)
+		}
 	}
 }
