@@ -67,6 +67,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/api-keys", store.ScopeAdmin, s.listAPIKeys)
 	s.handle("POST /v1/api-keys", store.ScopeAdmin, s.createAPIKey)
 	s.handle("DELETE /v1/api-keys/{id}", store.ScopeAdmin, s.revokeAPIKey)
+	s.mux.HandleFunc("GET /v1/openapi.json", s.serveOpenAPI)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint"})
 	})
