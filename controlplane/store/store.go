@@ -114,6 +114,15 @@ type Store interface {
 	// PutPolicy replaces the org's policy and increments its version.
 	PutPolicy(ctx context.Context, p PutPolicyParams) (Policy, error)
 
+	// InTx runs fn in one transaction: the Store fn receives reads and
+	// writes inside it, and tx is the backend's own transaction handle
+	// (pgx.Tx for Postgres, *sql.Tx for SQLite) so that a job queue sharing
+	// the database can enqueue in the same commit. If fn returns an error
+	// nothing of it is kept. Inside, SubscribeCommands and Close are
+	// refused, and InTx joins the transaction already open. Command notices
+	// are delivered after commit.
+	InTx(ctx context.Context, fn func(st Store, tx any) error) error
+
 	// Ping checks the store can answer (readiness).
 	Ping(ctx context.Context) error
 	// Close releases the store and ends every subscription (their channels

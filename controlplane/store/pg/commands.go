@@ -33,7 +33,7 @@ func (s *Store) InsertCommand(ctx context.Context, p store.InsertCommandParams) 
 		return store.Command{}, fmt.Errorf("inserting command for device %s: no Sign function", p.DeviceID)
 	}
 	var c store.Command
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err := pgx.BeginFunc(ctx, s.q, func(tx pgx.Tx) error {
 		var seq int64
 		if err := tx.QueryRow(ctx, qAllocateCommandSeq, p.OrgID, p.DeviceID).Scan(&seq); err != nil {
 			return fmt.Errorf("allocating sequence: %w", translate(err))
@@ -60,7 +60,7 @@ func (s *Store) InsertCommand(ctx context.Context, p store.InsertCommandParams) 
 
 // GetCommand returns one of the device's commands.
 func (s *Store) GetCommand(ctx context.Context, orgID, deviceID string, seq uint64) (store.Command, error) {
-	c, err := scanCommand(s.pool.QueryRow(ctx, qGetCommand, orgID, deviceID, int64(seq)))
+	c, err := scanCommand(s.q.QueryRow(ctx, qGetCommand, orgID, deviceID, int64(seq)))
 	if err != nil {
 		return store.Command{}, fmt.Errorf("getting command %d of device %s: %w", seq, deviceID, translate(err))
 	}
@@ -70,7 +70,7 @@ func (s *Store) GetCommand(ctx context.Context, orgID, deviceID string, seq uint
 // ListUnackedCommands returns the device's pending and delivered commands
 // in sequence order.
 func (s *Store) ListUnackedCommands(ctx context.Context, orgID, deviceID string) ([]store.Command, error) {
-	cs, err := queryList(ctx, s.pool, qListUnackedCommands, scanCommand, orgID, deviceID)
+	cs, err := queryList(ctx, s.q, qListUnackedCommands, scanCommand, orgID, deviceID)
 	if err != nil {
 		return nil, fmt.Errorf("listing unacknowledged commands of device %s: %w", deviceID, translate(err))
 	}
@@ -79,7 +79,7 @@ func (s *Store) ListUnackedCommands(ctx context.Context, orgID, deviceID string)
 
 // MarkCommandDelivered moves a pending command to delivered (no-op otherwise).
 func (s *Store) MarkCommandDelivered(ctx context.Context, orgID, deviceID string, seq uint64, at time.Time) error {
-	err := execOne(ctx, s.pool, qMarkCommandDelivered, orgID, deviceID, int64(seq), ts(at))
+	err := execOne(ctx, s.q, qMarkCommandDelivered, orgID, deviceID, int64(seq), ts(at))
 	if errors.Is(err, store.ErrNotFound) {
 		// Not pending: fine if the command exists at all.
 		_, err = s.GetCommand(ctx, orgID, deviceID, seq)
@@ -97,11 +97,11 @@ func (s *Store) AckCommand(ctx context.Context, p store.AckCommandParams) (store
 	if p.Applied {
 		state = store.CommandApplied
 	}
-	c, err := scanCommand(s.pool.QueryRow(ctx, qAckCommand, p.OrgID, p.DeviceID, int64(p.Seq),
+	c, err := scanCommand(s.q.QueryRow(ctx, qAckCommand, p.OrgID, p.DeviceID, int64(p.Seq),
 		string(state), p.Reason, p.Detail, ts(p.At)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Already acknowledged (or absent, which GetCommand reports).
-		c, err = scanCommand(s.pool.QueryRow(ctx, qGetCommand, p.OrgID, p.DeviceID, int64(p.Seq)))
+		c, err = scanCommand(s.q.QueryRow(ctx, qGetCommand, p.OrgID, p.DeviceID, int64(p.Seq)))
 	}
 	if err != nil {
 		return store.Command{}, fmt.Errorf("acknowledging command %d of device %s: %w", p.Seq, p.DeviceID, translate(err))
@@ -112,7 +112,7 @@ func (s *Store) AckCommand(ctx context.Context, p store.AckCommandParams) (store
 // ListCommandsByLockout returns the commands issued for a lockout, by device
 // then sequence.
 func (s *Store) ListCommandsByLockout(ctx context.Context, orgID, lockoutID string) ([]store.Command, error) {
-	cs, err := queryList(ctx, s.pool, qListCommandsByLockout, scanCommand, orgID, lockoutID)
+	cs, err := queryList(ctx, s.q, qListCommandsByLockout, scanCommand, orgID, lockoutID)
 	if err != nil {
 		return nil, fmt.Errorf("listing commands of lockout %s: %w", lockoutID, translate(err))
 	}
@@ -126,7 +126,7 @@ func (s *Store) CountCommandsByState(ctx context.Context) (map[store.CommandStat
 		state string
 		n     int64
 	}
-	rows, err := queryList(ctx, s.pool, qCountCommandsByState, func(r rowScanner) (stateCount, error) {
+	rows, err := queryList(ctx, s.q, qCountCommandsByState, func(r rowScanner) (stateCount, error) {
 		var sc stateCount
 		err := r.Scan(&sc.state, &sc.n)
 		return sc, err

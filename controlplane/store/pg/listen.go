@@ -31,6 +31,9 @@ const (
 // call returns, by this or any other replica, until ctx ends or the Store
 // closes. The first call starts the listener and waits for its LISTEN.
 func (s *Store) SubscribeCommands(ctx context.Context) (<-chan store.CommandNotice, error) {
+	if s.tx != nil {
+		return nil, fmt.Errorf("subscribing to commands: %w", errInTx)
+	}
 	if err := s.startListener(); err != nil {
 		return nil, fmt.Errorf("subscribing to commands: %w", err)
 	}

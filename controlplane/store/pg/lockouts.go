@@ -28,7 +28,7 @@ var (
 func (s *Store) CreateLockout(ctx context.Context, p store.CreateLockoutParams) (store.Lockout, bool, error) {
 	const attempts = 10
 	for range attempts {
-		l, err := scanLockout(s.pool.QueryRow(ctx, qCreateLockout,
+		l, err := scanLockout(s.q.QueryRow(ctx, qCreateLockout,
 			store.NewID("lck"), p.OrgID, p.UserID, p.Trigger, ts(p.CreatedAt)))
 		if err == nil {
 			return l, true, nil
@@ -36,7 +36,7 @@ func (s *Store) CreateLockout(ctx context.Context, p store.CreateLockoutParams) 
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return store.Lockout{}, false, fmt.Errorf("creating lockout of user %s: %w", p.UserID, translate(err))
 		}
-		l, err = scanLockout(s.pool.QueryRow(ctx, qGetOpenLockout, p.OrgID, p.UserID))
+		l, err = scanLockout(s.q.QueryRow(ctx, qGetOpenLockout, p.OrgID, p.UserID))
 		if err == nil {
 			return l, false, nil
 		}
@@ -51,7 +51,7 @@ func (s *Store) CreateLockout(ctx context.Context, p store.CreateLockoutParams) 
 
 // GetLockout returns the org's lockout with the given id.
 func (s *Store) GetLockout(ctx context.Context, orgID, id string) (store.Lockout, error) {
-	l, err := scanLockout(s.pool.QueryRow(ctx, qGetLockout, orgID, id))
+	l, err := scanLockout(s.q.QueryRow(ctx, qGetLockout, orgID, id))
 	if err != nil {
 		return store.Lockout{}, fmt.Errorf("getting lockout %s: %w", id, translate(err))
 	}
@@ -60,7 +60,7 @@ func (s *Store) GetLockout(ctx context.Context, orgID, id string) (store.Lockout
 
 // ListLockouts returns the org's lockouts, oldest first.
 func (s *Store) ListLockouts(ctx context.Context, orgID string) ([]store.Lockout, error) {
-	ls, err := queryList(ctx, s.pool, qListLockouts, scanLockout, orgID)
+	ls, err := queryList(ctx, s.q, qListLockouts, scanLockout, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("listing lockouts of org %s: %w", orgID, translate(err))
 	}
@@ -70,7 +70,7 @@ func (s *Store) ListLockouts(ctx context.Context, orgID string) ([]store.Lockout
 // OverrideLockout closes an open lockout; a lockout that is not open gives
 // store.ErrConflict.
 func (s *Store) OverrideLockout(ctx context.Context, p store.OverrideLockoutParams) (store.Lockout, error) {
-	l, err := scanLockout(s.pool.QueryRow(ctx, qOverrideLockout, p.OrgID, p.ID, p.Reason, p.Actor, ts(p.At)))
+	l, err := scanLockout(s.q.QueryRow(ctx, qOverrideLockout, p.OrgID, p.ID, p.Reason, p.Actor, ts(p.At)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, err = s.GetLockout(ctx, p.OrgID, p.ID); err == nil {
 			err = fmt.Errorf("%w: lockout is not open", store.ErrConflict)
@@ -108,7 +108,7 @@ func (s *Store) GetPolicy(ctx context.Context, orgID string) (store.Policy, erro
 		domains, cidrs []byte
 		updated        *time.Time
 	)
-	err := s.pool.QueryRow(ctx, qGetPolicy, orgID).Scan(&p.OrgID, &version, &domains, &cidrs, &updated)
+	err := s.q.QueryRow(ctx, qGetPolicy, orgID).Scan(&p.OrgID, &version, &domains, &cidrs, &updated)
 	if err != nil {
 		return store.Policy{}, fmt.Errorf("getting policy of org %s: %w", orgID, translate(err))
 	}
@@ -137,7 +137,7 @@ func (s *Store) PutPolicy(ctx context.Context, p store.PutPolicyParams) (store.P
 		gotD, gotC []byte
 		updated    time.Time
 	)
-	err = s.pool.QueryRow(ctx, qPutPolicy, p.OrgID, domains, cidrs, ts(p.UpdatedAt)).
+	err = s.q.QueryRow(ctx, qPutPolicy, p.OrgID, domains, cidrs, ts(p.UpdatedAt)).
 		Scan(&out.OrgID, &version, &gotD, &gotC, &updated)
 	if err != nil {
 		return store.Policy{}, fmt.Errorf("putting policy of org %s: %w", p.OrgID, translate(err))

@@ -55,8 +55,11 @@ const migrationLockKey int64 = 0x746f6b7472610001
 // Store is the Postgres store.Store. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
-	hub  *notice.Hub
-	log  *slog.Logger
+	// q runs every query: the pool, or the transaction for a Store made by InTx.
+	q   db
+	tx  pgx.Tx
+	hub *notice.Hub
+	log *slog.Logger
 
 	// heartbeat is how long the listener waits for a notice before checking
 	// its connection is still alive.
@@ -103,6 +106,7 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	}
 	s := &Store{
 		pool:         pool,
+		q:            pool,
 		hub:          notice.NewHub(),
 		log:          slog.New(slog.DiscardHandler),
 		heartbeat:    30 * time.Second,
@@ -155,7 +159,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // Ping checks the database answers.
 func (s *Store) Ping(ctx context.Context) error {
 	var one int
-	if err := s.pool.QueryRow(ctx, qPing).Scan(&one); err != nil {
+	if err := s.q.QueryRow(ctx, qPing).Scan(&one); err != nil {
 		return fmt.Errorf("pinging postgres store: %w", err)
 	}
 	return nil
@@ -164,6 +168,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close stops the listener, ends every subscription and closes the pool.
 // Calling it again does nothing.
 func (s *Store) Close() error {
+	if s.tx != nil {
+		return fmt.Errorf("closing the store: %w", errInTx)
+	}
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		s.closed = true
@@ -204,6 +211,23 @@ type db interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	// Begin starts a transaction, or a savepoint inside one.
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+var errInTx = errors.New("not available inside InTx")
+
+// InTx runs fn in one transaction; the Store fn gets reads and writes
+// inside it, and tx is the pgx.Tx, for a job queue on the same database to
+// enqueue in the same commit. Command notices (pg_notify) are delivered by
+// Postgres at commit.
+func (s *Store) InTx(ctx context.Context, fn func(st store.Store, tx any) error) error {
+	if s.tx != nil {
+		return fn(s, s.tx)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return fn(&Store{pool: s.pool, q: tx, tx: tx, hub: s.hub, log: s.log}, tx)
+	})
 }
 
 // rowScanner is what pgx.Row and pgx.Rows have in common.

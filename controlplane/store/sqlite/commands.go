@@ -48,7 +48,7 @@ func (s *Store) InsertCommand(ctx context.Context, p store.InsertCommandParams) 
 	if err != nil {
 		return store.Command{}, fmt.Errorf("inserting command for device %s: %w", p.DeviceID, err)
 	}
-	s.hub.Publish(store.CommandNotice{OrgID: c.OrgID, DeviceID: c.DeviceID, Seq: c.Seq})
+	s.publish(store.CommandNotice{OrgID: c.OrgID, DeviceID: c.DeviceID, Seq: c.Seq})
 	return c, nil
 }
 
@@ -140,6 +140,9 @@ func (s *Store) CountCommandsByState(ctx context.Context) (map[store.CommandStat
 // SubscribeCommands delivers a notice for every command this Store inserts
 // after the call returns, until ctx ends or the Store closes.
 func (s *Store) SubscribeCommands(ctx context.Context) (<-chan store.CommandNotice, error) {
+	if s.tx != nil {
+		return nil, fmt.Errorf("subscribing to commands: %w", errInTx)
+	}
 	ch, err := s.hub.Subscribe(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("subscribing to commands: %w", err)

@@ -56,12 +56,59 @@ const busyTimeout = 10 * time.Second
 
 // Store is the SQLite store.Store. It is safe for concurrent use.
 type Store struct {
-	writer *sql.DB
-	reader *sql.DB
+	// writer and reader are the single writer connection and the read-only
+	// pool, or both the transaction for a Store made by InTx.
+	writer dbtx
+	reader dbtx
 	hub    *notice.Hub
+
+	writerDB, readerDB *sql.DB
+	// tx is set on a Store made by InTx; notices wait in pending until commit.
+	tx      *sql.Tx
+	pending *[]store.CommandNotice
 
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// dbtx is what *sql.DB and *sql.Tx share.
+type dbtx interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+var errInTx = errors.New("not available inside InTx")
+
+// InTx runs fn in one IMMEDIATE transaction on the writer connection; the
+// Store fn gets reads and writes inside it, and tx is the *sql.Tx, for a
+// job queue that shares the database file to enqueue in the same commit.
+// Command notices are published after the commit.
+func (s *Store) InTx(ctx context.Context, fn func(st store.Store, tx any) error) error {
+	if s.tx != nil {
+		return fn(s, s.tx)
+	}
+	var pending []store.CommandNotice
+	err := inTx(ctx, s.writer, func(tx *sql.Tx) error {
+		child := &Store{writer: tx, reader: tx, hub: s.hub, writerDB: s.writerDB, readerDB: s.readerDB, tx: tx, pending: &pending}
+		return fn(child, tx)
+	})
+	if err != nil {
+		return err
+	}
+	for _, n := range pending {
+		s.hub.Publish(n)
+	}
+	return nil
+}
+
+// publish sends a notice now, or at commit inside InTx.
+func (s *Store) publish(n store.CommandNotice) {
+	if s.pending != nil {
+		*s.pending = append(*s.pending, n)
+		return
+	}
+	s.hub.Publish(n)
 }
 
 // Open opens (creating if needed) the database file at path and brings its
@@ -111,7 +158,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		reader.Close()
 		return nil, fmt.Errorf("opening sqlite store %s for reading: %w", path, err)
 	}
-	return &Store{writer: writer, reader: reader, hub: notice.NewHub()}, nil
+	return &Store{writer: writer, reader: reader, writerDB: writer, readerDB: reader, hub: notice.NewHub()}, nil
 }
 
 func cloneValues(v url.Values) url.Values {
@@ -156,9 +203,13 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// inTx runs fn in a transaction on db and commits if fn returns nil.
-func inTx(ctx context.Context, db *sql.DB, fn func(*sql.Tx) error) error {
-	tx, err := db.BeginTx(ctx, nil)
+// inTx runs fn in a transaction on db and commits if fn returns nil. On a
+// transaction already (a Store made by InTx) fn joins it.
+func inTx(ctx context.Context, db dbtx, fn func(*sql.Tx) error) error {
+	if tx, ok := db.(*sql.Tx); ok {
+		return fn(tx)
+	}
+	tx, err := db.(*sql.DB).BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("beginning transaction: %w", err)
 	}
@@ -178,7 +229,7 @@ func (s *Store) Ping(ctx context.Context) error {
 	if err := s.reader.QueryRowContext(ctx, qPing).Scan(&one); err != nil {
 		return fmt.Errorf("pinging sqlite store: %w", err)
 	}
-	if err := s.writer.PingContext(ctx); err != nil {
+	if err := s.writerDB.PingContext(ctx); err != nil {
 		return fmt.Errorf("pinging sqlite store writer: %w", err)
 	}
 	return nil
@@ -187,9 +238,12 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close ends every subscription and closes the database. Calling it again
 // returns the first call's result.
 func (s *Store) Close() error {
+	if s.tx != nil {
+		return fmt.Errorf("closing the store: %w", errInTx)
+	}
 	s.closeOnce.Do(func() {
 		s.hub.Close()
-		s.closeErr = errors.Join(s.reader.Close(), s.writer.Close())
+		s.closeErr = errors.Join(s.readerDB.Close(), s.writerDB.Close())
 	})
 	return s.closeErr
 }
@@ -255,7 +309,7 @@ func optString(s string) any {
 }
 
 // queryList runs a query on the reader pool and scans every row with scan.
-func queryList[T any](ctx context.Context, db *sql.DB, query string, scan func(rowScanner) (T, error), args ...any) ([]T, error) {
+func queryList[T any](ctx context.Context, db dbtx, query string, scan func(rowScanner) (T, error), args ...any) ([]T, error) {
 	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
@@ -276,7 +330,7 @@ func queryList[T any](ctx context.Context, db *sql.DB, query string, scan func(r
 }
 
 // execOne runs an UPDATE that must match exactly one row of the org.
-func execOne(ctx context.Context, db *sql.DB, query string, args ...any) error {
+func execOne(ctx context.Context, db dbtx, query string, args ...any) error {
 	res, err := db.ExecContext(ctx, query, args...)
 	if err != nil {
 		return translate(err)

@@ -44,6 +44,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Lockouts", testLockouts},
 		{"Policy", testPolicy},
 		{"Ping", testPing},
+		{"InTx", testInTx},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
