@@ -23,6 +23,8 @@ var (
 	// ErrConflict means a uniqueness rule was broken (e.g. a second device
 	// with the same org and serial, or a user email taken).
 	ErrConflict = errors.New("conflict")
+	// ErrInvalidCursor means a page cursor was not one the store issued.
+	ErrInvalidCursor = errors.New("invalid page cursor")
 )
 
 // Store is everything the control plane keeps. Every method that reads or
@@ -34,6 +36,8 @@ var (
 // command's DeviceID or LockoutID, an unknown OrgID) gives ErrNotFound,
 // exactly as if the row did not exist. Revoking twice keeps the first time.
 type Store interface {
+	PipelineStore
+
 	CreateOrg(ctx context.Context, p CreateOrgParams) (Org, error)
 	GetOrg(ctx context.Context, orgID string) (Org, error)
 

@@ -304,3 +304,7 @@ func execOne(ctx context.Context, q db, query string, args ...any) error {
 	}
 	return nil
 }
+
+// Pool is the store's connection pool, for a job queue that shares the
+// database (River's pgx driver).
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }

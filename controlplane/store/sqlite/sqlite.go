@@ -344,3 +344,8 @@ func execOne(ctx context.Context, db dbtx, query string, args ...any) error {
 	}
 	return nil
 }
+
+// WriterDB is the store's single writer connection, for a job queue that
+// shares the database file (River's SQLite driver): SQLite allows one
+// writer, so sharing it avoids SQLITE_BUSY between the two.
+func (s *Store) WriterDB() *sql.DB { return s.writerDB }

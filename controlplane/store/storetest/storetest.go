@@ -45,6 +45,13 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Policy", testPolicy},
 		{"Ping", testPing},
 		{"InTx", testInTx},
+		{"LockoutSteps", testLockoutSteps},
+		{"ProviderRevocations", testProviderRevocations},
+		{"LockoutTriggers", testLockoutTriggers},
+		{"ProviderConnections", testProviderConnections},
+		{"ListLockoutsPage", testListLockoutsPage},
+		{"ListLockoutsPageLimits", testListLockoutsPageLimits},
+		{"PipelineInTx", testPipelineInTx},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
