@@ -1,0 +1,40 @@
+package openai_test
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/toktra/toktra/controlplane/providers"
+	"github.com/toktra/toktra/controlplane/providers/providertest/fakeopenai"
+	"github.com/toktra/toktra/controlplane/providers/openai"
+)
+
+func ExampleConnector_RevokeUser() {
+	// A fake OpenAI organization stands in for https://api.openai.com/v1.
+	fake := fakeopenai.New("sk-admin-example")
+	defer fake.Close()
+	fake.AddUser(fakeopenai.User{ID: "user-jo", Email: "jo@example.com"})
+	fake.AddProject(fakeopenai.Project{ID: "proj-1"}, "user-jo")
+	fake.AddKey(fakeopenai.Key{ID: "key-1", Project: "proj-1", OwnerUser: "user-jo"})
+
+	conn, err := openai.New("sk-admin-example", providers.Options{BaseURL: fake.URL()})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	rev, err := conn.RevokeUser(context.Background(), "Jo@Example.com")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("user found:", rev.UserFound)
+	for _, a := range rev.Actions {
+		fmt.Println(a.Kind, a.Resource, a.Scope, a.Outcome, a.Status)
+	}
+	// Output:
+	// user found: true
+	// invite   already_absent 0
+	// api_key key-1 proj-1 revoked 200
+	// project_membership user-jo proj-1 revoked 200
+	// org_membership user-jo  revoked 200
+}
