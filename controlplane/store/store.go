@@ -37,6 +37,7 @@ var (
 // exactly as if the row did not exist. Revoking twice keeps the first time.
 type Store interface {
 	PipelineStore
+	AuditLog
 
 	CreateOrg(ctx context.Context, p CreateOrgParams) (Org, error)
 	GetOrg(ctx context.Context, orgID string) (Org, error)

@@ -235,3 +235,40 @@ RETURNING org_id, version, domains, cidrs, updated_at;
 
 -- name: Ping
 SELECT 1;
+
+-- name: LockAuditChain
+-- Not run: the single writer connection, in an IMMEDIATE transaction,
+-- already serializes appends. Here so both dialects name the same queries.
+SELECT 1;
+
+-- name: GetAuditHead
+-- The org's last audit entry, read in AppendAudit's write transaction.
+SELECT seq, hash
+FROM audit_log
+WHERE org_id = ?1
+ORDER BY seq DESC
+LIMIT 1;
+
+-- name: InsertAudit
+INSERT INTO audit_log (org_id, seq, id, at, actor, action, target_type, target_id,
+    detail, remote_ip, prev_hash, hash)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12);
+
+-- name: ListAudit
+-- Oldest first (chain order). ?2 is the sequence the page continues after
+-- (0 on the first page); ?3 to ?6 (actor, action, target type, target id)
+-- filter unless ''; ?7 (from, inclusive) and ?8 (to, exclusive) unless NULL.
+-- ?9 is the number of rows to return.
+SELECT org_id, seq, id, at, actor, action, target_type, target_id, detail,
+    remote_ip, prev_hash, hash
+FROM audit_log
+WHERE org_id = ?1
+    AND seq > ?2
+    AND (?3 = '' OR actor = ?3)
+    AND (?4 = '' OR action = ?4)
+    AND (?5 = '' OR target_type = ?5)
+    AND (?6 = '' OR target_id = ?6)
+    AND (?7 IS NULL OR at >= ?7)
+    AND (?8 IS NULL OR at < ?8)
+ORDER BY seq
+LIMIT ?9;

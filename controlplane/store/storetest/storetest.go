@@ -59,6 +59,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 			tt.run(t, setup(t, newStore))
 		})
 	}
+	exerciseAudit(t, newStore)
 }
 
 // base has nanoseconds and a non-UTC zone on purpose: stores keep UTC
