@@ -54,6 +54,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.APIAddr, "api-addr", envOr("TOKTRA_API_ADDR", "127.0.0.1:8443"), "admin API (HTTPS) listen address")
 	fs.StringVar(&cfg.AgentAddr, "agent-addr", envOr("TOKTRA_AGENT_ADDR", ":8444"), "agent gRPC (TLS/mTLS) listen address")
 	fs.StringVar(&cfg.OpsAddr, "ops-addr", envOr("TOKTRA_OPS_ADDR", "127.0.0.1:9090"), "health, readiness and metrics (plain HTTP) listen address")
+	fs.StringVar(&cfg.KMSKeyID, "kms-key-id", os.Getenv("TOKTRA_KMS_KEY_ID"), "AWS KMS key (id, ARN or alias) that wraps secrets at rest; empty for the local key file in the data dir")
+	fs.BoolVar(&cfg.AllowProviderBaseURL, "allow-provider-base-url", os.Getenv("TOKTRA_ALLOW_PROVIDER_BASE_URL") == "true", "let admins point provider connections at another API root (tests, gateways)")
 	tlsHosts := fs.String("tls-hosts", envOr("TOKTRA_TLS_HOSTS", defaultTLSHosts()), "comma-separated names and IPs the server certificate covers")
 	logFormat := fs.String("log-format", "auto", "log format: json, text or auto")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")

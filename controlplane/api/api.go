@@ -32,21 +32,33 @@ const (
 
 // Server is the admin API.
 type Server struct {
-	store   store.Store
-	lockout *lockout.Service
-	fleet   *fleet.Service
-	clock   clock.Clock
-	log     *slog.Logger
-	mux     *http.ServeMux
+	store     store.Store
+	lockout   *lockout.Service
+	fleet     *fleet.Service
+	providers ProviderConfig
+	clock     clock.Clock
+	log       *slog.Logger
+	mux       *http.ServeMux
 	// patterns lists every authenticated route, for the cross-tenant tests.
 	patterns []string
 }
 
 // NewServer returns the admin API handler.
-func NewServer(st store.Store, lo *lockout.Service, fl *fleet.Service, clk clock.Clock, log *slog.Logger) *Server {
-	s := &Server{store: st, lockout: lo, fleet: fl, clock: clk, log: log, mux: http.NewServeMux()}
+func NewServer(cfg Config) *Server {
+	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers,
+		clock: cfg.Clock, log: cfg.Logger, mux: http.NewServeMux()}
 	s.routes()
 	return s
+}
+
+// Config wires the admin API.
+type Config struct {
+	Store     store.Store
+	Lockouts  *lockout.Service
+	Fleet     *fleet.Service
+	Providers ProviderConfig
+	Clock     clock.Clock
+	Logger    *slog.Logger
 }
 
 func (s *Server) routes() {
@@ -67,6 +79,11 @@ func (s *Server) routes() {
 	s.handle("GET /v1/api-keys", store.ScopeAdmin, s.listAPIKeys)
 	s.handle("POST /v1/api-keys", store.ScopeAdmin, s.createAPIKey)
 	s.handle("DELETE /v1/api-keys/{id}", store.ScopeAdmin, s.revokeAPIKey)
+	s.handle("GET /v1/providers", store.ScopeReadOnly, s.listProviders)
+	s.handle("GET /v1/providers/{name}", store.ScopeReadOnly, s.getProvider)
+	s.handle("PUT /v1/providers/{name}", store.ScopeAdmin, s.putProvider)
+	s.handle("DELETE /v1/providers/{name}", store.ScopeAdmin, s.deleteProvider)
+	s.handle("GET /v1/audit-log", store.ScopeReadOnly, s.listAuditLog)
 	s.mux.HandleFunc("GET /v1/openapi.json", s.serveOpenAPI)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint"})
@@ -93,6 +110,11 @@ func (s *Server) handle(pattern string, need store.APIKeyScope, h handlerFunc) {
 			writeError(w, aerr)
 			return
 		}
+		// Audit every authenticated request; the response is held until
+		// its entry is stored (see audit.go).
+		rec := &auditRecorder{ResponseWriter: w}
+		defer s.finishAudit(rec, r, pattern, p)
+		w = rec
 		if need == store.ScopeAdmin && p.key.Scope != store.ScopeAdmin {
 			writeError(w, &Error{Status: http.StatusForbidden, Code: CodePermissionDenied, Message: "this API key is read-only"})
 			return

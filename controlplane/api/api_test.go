@@ -8,14 +8,23 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+
 	"github.com/toktra/toktra/controlplane/fleet"
 	"github.com/toktra/toktra/controlplane/lockout"
+	"github.com/toktra/toktra/controlplane/pipeline"
+	"github.com/toktra/toktra/controlplane/providers"
+	"github.com/toktra/toktra/controlplane/providers/connect"
+	"github.com/toktra/toktra/controlplane/providers/providertest/fakeapi"
+	"github.com/toktra/toktra/controlplane/providers/providertest/fakeopenai"
+	"github.com/toktra/toktra/controlplane/secrets"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/store/sqlite"
 	"github.com/toktra/toktra/internal/clock"
@@ -52,7 +61,8 @@ func setup(t *testing.T) *apiFixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	clk := clock.NewFake(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	// The job queue schedules by the real clock: the fake one starts there.
+	clk := clock.NewFake(time.Now().UTC().Truncate(time.Second))
 	ca, err := pki.LoadOrCreateCA(filepath.Join(dir, "pki"), clk.Now())
 	if err != nil {
 		t.Fatal(err)
@@ -61,12 +71,21 @@ func setup(t *testing.T) *apiFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.NewTextHandler(testLogOutput(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	issuer := fleet.NewIssuer(st, keys, clk)
 	fl := fleet.NewService(fleet.Config{Store: st, CA: ca, Keys: keys, Issuer: issuer, Clock: clk, Logger: log})
-	lo := lockout.NewService(st, issuer, clk, log)
+	kek, err := secrets.LoadOrCreateLocalKEK(filepath.Join(dir, "secrets"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealer := secrets.NewSealer(kek)
+	pl := newPipeline(t, st, issuer, sealer, clk, log)
+	lo := lockout.NewService(st, issuer, pl, clk, log)
 	f := &apiFixture{st: st, clk: clk, ctx: ctx}
-	f.api = NewServer(st, lo, fl, clk, log)
+	f.api = NewServer(Config{
+		Store: st, Lockouts: lo, Fleet: fl, Clock: clk, Logger: log,
+		Providers: ProviderConfig{Sealer: sealer, Options: providers.Options{Clock: clk, Logger: log}, AllowBaseURL: true},
+	})
 	f.srv = httptest.NewServer(f.api)
 	t.Cleanup(f.srv.Close)
 	f.http = f.srv.Client()
@@ -109,6 +128,8 @@ func (f *apiFixture) newTenant(t *testing.T, name, email string) tenant {
 		t.Fatalf("creating lockout for %s = %d", email, code)
 	}
 	tn.lockoutID = lo.ID
+	// The pipeline locks the device in the background.
+	f.waitLockout(t, tn.adminKey, lo.ID, "the device lock", func(v lockoutView) bool { return len(v.Devices) == 1 })
 	return tn
 }
 
@@ -166,6 +187,8 @@ func TestCrossTenant(t *testing.T) {
 		// wantStatus for id routes; list routes must answer 200 without A's ids.
 		wantStatus int
 	}{
+		// First: B's later cases make B's own log name the ids of A's that B tried.
+		{"GET /v1/audit-log", "GET", "/v1/audit-log", "", 200},
 		{"GET /v1/users", "GET", "/v1/users", "", 200},
 		{"GET /v1/users/{id}", "GET", "/v1/users/" + a.user.ID, "", 404},
 		{"GET /v1/devices", "GET", "/v1/devices?email=" + a.user.Email, "", 200},
@@ -183,6 +206,18 @@ func TestCrossTenant(t *testing.T) {
 		{"GET /v1/api-keys", "GET", "/v1/api-keys", "", 200},
 		{"POST /v1/api-keys", "POST", "/v1/api-keys", `{"name":"b's","scope":"read-only"}`, 201},
 		{"DELETE /v1/api-keys/{id}", "DELETE", "/v1/api-keys/" + a.adminKeyID, "", 404},
+		{"GET /v1/providers", "GET", "/v1/providers", "", 200},
+		{"GET /v1/providers/{name}", "GET", "/v1/providers/openai", "", 404},
+		// B's own connection attempt fails its read check (no provider is
+		// reachable here) and must not touch A's.
+		{"PUT /v1/providers/{name}", "PUT", "/v1/providers/openai", `{"admin_key":"sk-b-key-0000000000000000","base_url":"http://127.0.0.1:1/v1"}`, 400},
+		{"DELETE /v1/providers/{name}", "DELETE", "/v1/providers/openai", "", 404},
+	}
+	aConn, err := f.st.PutProviderConnection(f.ctx, store.PutProviderConnectionParams{
+		OrgID: a.org.ID, Provider: "openai", SealedKey: []byte("sealed"), KeyHint: "sk-...aaaa", At: f.clk.Now(), ValidatedAt: f.clk.Now(),
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	covered := map[string]bool{}
 	for _, tc := range cases {
@@ -216,6 +251,9 @@ func TestCrossTenant(t *testing.T) {
 	pol, err := f.st.GetPolicy(f.ctx, a.org.ID)
 	if err != nil || pol.Version != 0 {
 		t.Errorf("org A's policy after org B's calls: %+v, %v; want untouched", pol, err)
+	}
+	if c, err := f.st.GetProviderConnection(f.ctx, a.org.ID, "openai"); err != nil || !c.UpdatedAt.Equal(aConn.UpdatedAt) || string(c.SealedKey) != "sealed" {
+		t.Errorf("org A's provider connection after org B's calls: %+v, %v; want untouched", c, err)
 	}
 	secrets, err := f.st.ListEnrollmentSecrets(f.ctx, a.org.ID)
 	if err != nil || len(secrets) != 1 || secrets[0].RevokedAt != nil {
@@ -338,6 +376,13 @@ func TestLockoutLifecycle(t *testing.T) {
 	if len(cmds) != 1 {
 		t.Errorf("commands after a second trigger = %d; want 1 (no duplicate lock)", len(cmds))
 	}
+	if len(again.Triggers) != 2 {
+		t.Errorf("triggers after a second trigger = %+v; want both recorded", again.Triggers)
+	}
+	if len(again.Steps) != 2 || again.Steps[0].Step != pipeline.StepRevoke || again.Steps[0].State != store.StepDone ||
+		again.Steps[1].Step != pipeline.StepLock || again.Steps[1].State != store.StepDone {
+		t.Errorf("steps = %+v; want revoke done (no providers) then lock done", again.Steps)
+	}
 
 	// A policy change while locked reaches the locked device.
 	var pol policyView
@@ -436,4 +481,143 @@ func TestAPIKeys(t *testing.T) {
 			t.Errorf("create %s = %d; want 400", body, code)
 		}
 	}
+}
+
+// newPipeline runs the real lockout pipeline on the test's SQLite store.
+func newPipeline(t *testing.T, st *sqlite.Store, issuer *fleet.Issuer, sealer *secrets.Sealer, clk clock.Clock, log *slog.Logger) *pipeline.Pipeline {
+	t.Helper()
+	ctx := context.Background()
+	driver := riversqlite.New(st.WriterDB())
+	if err := pipeline.Migrate(ctx, driver); err != nil {
+		t.Fatal(err)
+	}
+	pl, err := pipeline.New(driver, pipeline.Config{
+		Store: st, Issuer: issuer, Clock: clk, Logger: log, PollInterval: 50 * time.Millisecond,
+		LockGrace: 200 * time.Millisecond, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, RevokeAttempts: 3,
+		Connect: func(ctx context.Context, c store.ProviderConnection) (pipeline.Connector, error) {
+			key, err := sealer.Open(ctx, c.SealedKey, ProviderKeyAAD(c.OrgID, c.Provider))
+			if err != nil {
+				return nil, err
+			}
+			return connect.New(c.Provider, string(key), providers.Options{BaseURL: c.BaseURL, Clock: clk, Logger: log})
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pl.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		pl.Stop(stopCtx)
+	})
+	return pl
+}
+
+// waitLockout polls a lockout until cond holds.
+func (f *apiFixture) waitLockout(t *testing.T, key, id string, what string, cond func(lockoutView) bool) lockoutView {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var v lockoutView
+		f.do(t, key, "GET", "/v1/lockouts/"+id, "", &v)
+		if cond(v) {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lockout %s: timed out waiting for %s; last view %+v", id, what, v)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestProviderRevocation connects a (fake) OpenAI organization through the
+// API and follows a lockout through the pipeline: the user is removed at
+// the provider and their device locked; a provider that keeps failing is
+// marked unconfirmed after its budget and never holds up the lock.
+func TestProviderRevocation(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	const adminKey = "sk-admin-test-0123456789abcdef"
+	fake := fakeopenai.New(adminKey)
+	t.Cleanup(fake.Close)
+	fake.AddUser(fakeopenai.User{ID: "user-carol", Email: "carol@a.example", Name: "Carol", Role: "reader"})
+	fake.AddUser(fakeopenai.User{ID: "user-dave", Email: "dave@a.example", Name: "Dave", Role: "owner"})
+	fake.AddProject(fakeopenai.Project{ID: "proj_1", Name: "P1"}, "user-carol", "user-dave")
+	fake.AddKey(fakeopenai.Key{ID: "key_carol", Project: "proj_1", Name: "carol's", OwnerUser: "user-carol"})
+	fake.AddKey(fakeopenai.Key{ID: "key_dave", Project: "proj_1", Name: "dave's", OwnerUser: "user-dave"})
+
+	var e errorBody
+	if code := f.do(t, f.a.adminKey, "PUT", "/v1/providers/openai", `{"admin_key":"sk-wrong-key-000000000000","base_url":"`+fake.URL()+`"}`, &e); code != 400 || e.Error.Code != CodeProviderRejected {
+		t.Fatalf("PUT with a wrong key = %d %q; want 400 %s", code, e.Error.Code, CodeProviderRejected)
+	}
+	if cs, _ := f.st.ListProviderConnections(f.ctx, f.a.org.ID); len(cs) != 0 {
+		t.Fatalf("a rejected key was stored: %+v", cs)
+	}
+	var pv providerView
+	if code := f.do(t, f.a.adminKey, "PUT", "/v1/providers/openai", `{"admin_key":"`+adminKey+`","base_url":"`+fake.URL()+`"}`, &pv); code != 200 {
+		t.Fatalf("PUT /v1/providers/openai = %d", code)
+	}
+	var raw json.RawMessage
+	f.do(t, f.a.adminKey, "GET", "/v1/providers/openai", "", &raw)
+	if strings.Contains(string(raw), adminKey) || !strings.Contains(string(raw), adminKey[len(adminKey)-4:]) {
+		t.Errorf("GET /v1/providers/openai = %s; want only a hint of the key", raw)
+	}
+	conn, _ := f.st.GetProviderConnection(f.ctx, f.a.org.ID, "openai")
+	if strings.Contains(string(conn.SealedKey), adminKey) {
+		t.Error("the admin key is stored in clear")
+	}
+
+	carol, err := f.st.UpsertUser(f.ctx, store.UpsertUserParams{OrgID: f.a.org.ID, Email: "carol@a.example", CreatedAt: f.clk.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.CreateDevice(f.ctx, store.CreateDeviceParams{OrgID: f.a.org.ID, UserID: carol.ID, Hostname: "carol-laptop", OS: "linux", Serial: "SN-CAROL", CreatedAt: f.clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	var lo lockoutView
+	if code := f.do(t, f.a.adminKey, "POST", "/v1/lockouts", `{"email":"carol@a.example"}`, &lo); code != 201 {
+		t.Fatalf("POST /v1/lockouts = %d", code)
+	}
+	done := f.waitLockout(t, f.a.adminKey, lo.ID, "the revocation and the lock", func(v lockoutView) bool {
+		return len(v.Providers) == 1 && v.Providers[0].State == store.RevocationConfirmed && len(v.Devices) == 1
+	})
+	if done.Steps[0].State != store.StepDone {
+		t.Errorf("revoke step = %+v; want done", done.Steps[0])
+	}
+	var conf providers.Revocation
+	if err := json.Unmarshal(done.Providers[0].Confirmation, &conf); err != nil || !conf.UserFound || len(conf.Actions) == 0 {
+		t.Errorf("confirmation = %s (%v); want the provider's actions", done.Providers[0].Confirmation, err)
+	}
+	st := fake.Snapshot()
+	if slices.Contains(st.Users, "user-carol") || slices.Contains(st.Keys, "key_carol") || !slices.Contains(st.Keys, "key_dave") {
+		t.Errorf("provider state after the lockout = %+v; want carol and her key gone, dave's key kept", st)
+	}
+
+	// A provider that keeps failing: unconfirmed after the budget, and the
+	// device lock does not wait for it.
+	fake.Inject(fakeapi.Fault{Status: 500, Times: 1000})
+	erin, _ := f.st.UpsertUser(f.ctx, store.UpsertUserParams{OrgID: f.a.org.ID, Email: "erin@a.example", CreatedAt: f.clk.Now()})
+	if _, err := f.st.CreateDevice(f.ctx, store.CreateDeviceParams{OrgID: f.a.org.ID, UserID: erin.ID, Hostname: "erin-laptop", OS: "linux", Serial: "SN-ERIN", CreatedAt: f.clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if code := f.do(t, f.a.adminKey, "POST", "/v1/lockouts", `{"email":"erin@a.example"}`, &lo); code != 201 {
+		t.Fatalf("POST /v1/lockouts = %d", code)
+	}
+	f.waitLockout(t, f.a.adminKey, lo.ID, "the device lock despite the failing provider", func(v lockoutView) bool { return len(v.Devices) == 1 })
+	failed := f.waitLockout(t, f.a.adminKey, lo.ID, "the revocation to be given up", func(v lockoutView) bool {
+		return len(v.Providers) == 1 && v.Providers[0].State == store.RevocationUnconfirmed
+	})
+	if failed.Providers[0].Attempts != 3 || failed.Providers[0].LastError == "" || failed.Steps[0].State != store.StepUnconfirmed {
+		t.Errorf("given-up revocation = %+v, step %+v; want 3 attempts, the error, step unconfirmed", failed.Providers[0], failed.Steps[0])
+	}
+}
+
+func testLogOutput() io.Writer {
+	if os.Getenv("TOKTRA_TEST_LOG") != "" {
+		return os.Stderr
+	}
+	return io.Discard
 }

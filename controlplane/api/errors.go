@@ -45,6 +45,8 @@ func toAPIError(err error) *Error {
 		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "not found"}
 	case errors.Is(err, store.ErrConflict):
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: "conflicts with the current state"}
+	case errors.Is(err, store.ErrInvalidCursor):
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidArgument, Message: "cursor: not a cursor this API returned"}
 	case errors.Is(err, lockout.ErrUnknownUser):
 		return &Error{Status: http.StatusNotFound, Code: CodeUnknownUser, Message: "no user with that email in this organization"}
 	default:

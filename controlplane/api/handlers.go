@@ -2,15 +2,18 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/mail"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/toktra/toktra/controlplane/lockout"
+	"github.com/toktra/toktra/controlplane/pipeline"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/platform"
 )
@@ -299,17 +302,59 @@ type lockoutDeviceView struct {
 	AckedAt     *time.Time         `json:"acked_at,omitempty"`
 }
 
+type stepView struct {
+	Step       string          `json:"step"`
+	State      store.StepState `json:"state"`
+	Attempts   int             `json:"attempts"`
+	Note       string          `json:"note,omitempty"`
+	StartedAt  *time.Time      `json:"started_at,omitempty"`
+	FinishedAt *time.Time      `json:"finished_at,omitempty"`
+}
+
+type providerRevocationView struct {
+	Provider     string                `json:"provider"`
+	State        store.RevocationState `json:"state"`
+	Attempts     int                   `json:"attempts"`
+	LastError    string                `json:"last_error,omitempty"`
+	Confirmation json.RawMessage       `json:"confirmation,omitempty"`
+	UpdatedAt    time.Time             `json:"updated_at"`
+}
+
+type triggerView struct {
+	Source   string          `json:"source"`
+	At       time.Time       `json:"at"`
+	Evidence json.RawMessage `json:"evidence,omitempty"`
+}
+
 type lockoutView struct {
-	ID             string              `json:"id"`
-	State          store.LockoutState  `json:"state"`
-	User           userView            `json:"user"`
-	Trigger        string              `json:"trigger"`
-	CreatedAt      time.Time           `json:"created_at"`
-	OverriddenAt   *time.Time          `json:"overridden_at,omitempty"`
-	OverrideReason string              `json:"override_reason,omitempty"`
-	OverrideActor  string              `json:"override_actor,omitempty"`
-	Existing       bool                `json:"existing,omitempty"`
-	Devices        []lockoutDeviceView `json:"devices"`
+	ID             string                   `json:"id"`
+	State          store.LockoutState       `json:"state"`
+	User           userView                 `json:"user"`
+	Trigger        string                   `json:"trigger"`
+	CreatedAt      time.Time                `json:"created_at"`
+	OverriddenAt   *time.Time               `json:"overridden_at,omitempty"`
+	OverrideReason string                   `json:"override_reason,omitempty"`
+	OverrideActor  string                   `json:"override_actor,omitempty"`
+	Existing       bool                     `json:"existing,omitempty"`
+	Steps          []stepView               `json:"steps"`
+	Providers      []providerRevocationView `json:"providers"`
+	Devices        []lockoutDeviceView      `json:"devices"`
+	Triggers       []triggerView            `json:"triggers"`
+}
+
+// revokeStepState is the revocation step as its providers' records make
+// it: pending while any is pending, unconfirmed if any gave up, else done.
+func revokeStepState(revs []store.ProviderRevocation) store.StepState {
+	state := store.StepDone
+	for _, r := range revs {
+		switch r.State {
+		case store.RevocationPending:
+			return store.StepRunning
+		case store.RevocationUnconfirmed:
+			state = store.StepUnconfirmed
+		}
+	}
+	return state
 }
 
 // newLockoutView shows, per device, the newest command of the lockout.
@@ -318,7 +363,25 @@ func (s *Server) newLockoutView(ctx context.Context, res lockout.Result) (lockou
 	v := lockoutView{
 		ID: l.ID, State: l.State, User: newUserView(res.User), Trigger: l.Trigger, CreatedAt: l.CreatedAt.UTC(),
 		OverriddenAt: timePtr(l.OverriddenAt), OverrideReason: l.OverrideReason, OverrideActor: l.OverrideActor,
-		Existing: !res.Created && l.State == store.LockoutOpen, Devices: []lockoutDeviceView{},
+		Devices: []lockoutDeviceView{},
+		Steps:   []stepView{}, Providers: []providerRevocationView{}, Triggers: []triggerView{},
+	}
+	for _, st := range res.Steps {
+		sv := stepView{Step: st.Step, State: st.State, Attempts: st.Attempts, Note: st.LastError,
+			StartedAt: timePtr(st.StartedAt), FinishedAt: timePtr(st.FinishedAt)}
+		if st.Step == pipeline.StepRevoke && len(res.Revocations) > 0 {
+			sv.State = revokeStepState(res.Revocations)
+		}
+		v.Steps = append(v.Steps, sv)
+	}
+	for _, r := range res.Revocations {
+		v.Providers = append(v.Providers, providerRevocationView{
+			Provider: r.Provider, State: r.State, Attempts: r.Attempts, LastError: r.LastError,
+			Confirmation: r.Confirmation, UpdatedAt: r.UpdatedAt.UTC(),
+		})
+	}
+	for _, tr := range res.Triggers {
+		v.Triggers = append(v.Triggers, triggerView{Source: tr.Source, At: tr.At.UTC(), Evidence: tr.Evidence})
 	}
 	latest := map[string]store.Command{}
 	var order []string
@@ -347,13 +410,43 @@ func (s *Server) newLockoutView(ctx context.Context, res lockout.Result) (lockou
 	return v, nil
 }
 
+type lockoutList struct {
+	Data       []lockoutView `json:"data"`
+	NextCursor string        `json:"next_cursor,omitempty"`
+}
+
 func (s *Server) listLockouts(ctx context.Context, p principal, r *http.Request) (int, any, error) {
-	lockouts, err := s.store.ListLockouts(ctx, p.key.OrgID)
+	q := r.URL.Query()
+	params := store.ListLockoutsParams{OrgID: p.key.OrgID, Cursor: q.Get("cursor")}
+	switch st := store.LockoutState(q.Get("state")); st {
+	case "", store.LockoutOpen, store.LockoutOverridden:
+		params.State = st
+	default:
+		return 0, nil, invalid("state: open or overridden")
+	}
+	if email := q.Get("email"); email != "" {
+		u, err := s.store.GetUserByEmail(ctx, p.key.OrgID, strings.ToLower(email))
+		if errors.Is(err, store.ErrNotFound) {
+			return http.StatusOK, lockoutList{Data: []lockoutView{}}, nil
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+		params.UserID = u.ID
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > 500 {
+			return 0, nil, invalid("limit: 1 to 500")
+		}
+		params.Limit = n
+	}
+	page, err := s.store.ListLockoutsPage(ctx, params)
 	if err != nil {
 		return 0, nil, err
 	}
-	out := list[lockoutView]{Data: []lockoutView{}}
-	for _, l := range lockouts {
+	out := lockoutList{Data: []lockoutView{}, NextCursor: page.NextCursor}
+	for _, l := range page.Lockouts {
 		res, err := s.lockout.Get(ctx, p.key.OrgID, l.ID)
 		if err != nil {
 			return 0, nil, err
@@ -380,7 +473,7 @@ func (s *Server) createLockout(ctx context.Context, p principal, r *http.Request
 	if a, err := mail.ParseAddress(email); err != nil || a.Address != email || len(email) > 254 {
 		return 0, nil, invalid("email: a plain email address is required")
 	}
-	res, err := s.lockout.LockUser(ctx, p.key.OrgID, email, p.actor())
+	res, err := s.lockout.LockUser(ctx, p.key.OrgID, email, p.actor(), nil)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -388,6 +481,7 @@ func (s *Server) createLockout(ctx context.Context, p principal, r *http.Request
 	if err != nil {
 		return 0, nil, err
 	}
+	v.Existing = !res.Created
 	status := http.StatusCreated
 	if !res.Created {
 		status = http.StatusOK

@@ -37,13 +37,17 @@ var routeDocs = map[string]routeDoc{
 	"DELETE /v1/enrollment-secrets/{id}": {Summary: "Revoke an enrollment secret", Status: 204},
 	"GET /v1/policy":                     {Summary: "Get the org's LLM destination policy", Response: policyView{}, Status: 200},
 	"PUT /v1/policy":                     {Summary: "Replace the org's own LLM domains and CIDRs; locked devices receive the new policy", Request: putPolicyRequest{}, Response: policyView{}, Status: 200},
-	"GET /v1/lockouts":                   {Summary: "List lockouts with each device's state", Response: list[lockoutView]{}, Status: 200},
+	"GET /v1/lockouts":                   {Summary: "List lockouts, newest first, with each step, provider and device", Response: lockoutList{}, Status: 200, Query: map[string]string{"state": "open or overridden", "email": "only this user's lockouts", "cursor": "next_cursor of the previous page", "limit": "1 to 500, default 50"}},
 	"POST /v1/lockouts":                  {Summary: "Lock a user out of every enrolled device (200 with the open lockout if there is one)", Request: createLockoutRequest{}, Response: lockoutView{}, Status: 201},
 	"GET /v1/lockouts/{id}":              {Summary: "Get a lockout with each device's command state", Response: lockoutView{}, Status: 200},
 	"POST /v1/lockouts/{id}/override":    {Summary: "Override a lockout: the deliberate admin unlock", Request: overrideRequest{}, Response: lockoutView{}, Status: 200},
 	"GET /v1/api-keys":                   {Summary: "List API keys (never their secrets)", Response: list[apiKeyView]{}, Status: 200},
 	"POST /v1/api-keys":                  {Summary: "Create an API key; its secret is shown only in this response", Request: createAPIKeyRequest{}, Response: NewAPIKey{}, Status: 201},
 	"DELETE /v1/api-keys/{id}":           {Summary: "Revoke an API key at once", Status: 204},
+	"GET /v1/providers":                  {Summary: "List connected LLM providers (never their keys)", Response: list[providerView]{}, Status: 200},
+	"GET /v1/providers/{name}":           {Summary: "Get a provider connection", Response: providerView{}, Status: 200},
+	"PUT /v1/providers/{name}":           {Summary: "Connect a provider (openai, anthropic) with its admin key, checked with a read call first and stored encrypted", Request: putProviderRequest{}, Response: providerView{}, Status: 200},
+	"DELETE /v1/providers/{name}":        {Summary: "Disconnect a provider", Status: 204},
 }
 
 var pathParam = regexp.MustCompile(`\{([a-z_]+)\}`)

@@ -50,13 +50,18 @@ func EffectivePolicy(p store.Policy) *agentv1.Policy {
 // Issue signs and stores one command of the given kind for a device. Lock
 // and policy-update commands carry the org's effective policy.
 func (is *Issuer) Issue(ctx context.Context, orgID, deviceID, lockoutID string, kind store.CommandKind) (store.Command, error) {
+	return is.IssueIn(ctx, is.store, orgID, deviceID, lockoutID, kind)
+}
+
+// IssueIn is Issue through st, e.g. a Store inside a transaction.
+func (is *Issuer) IssueIn(ctx context.Context, st store.Store, orgID, deviceID, lockoutID string, kind store.CommandKind) (store.Command, error) {
 	var (
 		wireKind agentv1.CommandKind
 		policy   *agentv1.Policy
 	)
 	switch kind {
 	case store.CommandLock, store.CommandPolicyUpdate:
-		p, err := is.store.GetPolicy(ctx, orgID)
+		p, err := st.GetPolicy(ctx, orgID)
 		if err != nil {
 			return store.Command{}, fmt.Errorf("loading policy of org %s: %w", orgID, err)
 		}
@@ -72,7 +77,7 @@ func (is *Issuer) Issue(ctx context.Context, orgID, deviceID, lockoutID string, 
 	}
 	now := is.clock.Now()
 	expires := now.Add(is.lifetime)
-	cmd, err := is.store.InsertCommand(ctx, store.InsertCommandParams{
+	cmd, err := st.InsertCommand(ctx, store.InsertCommandParams{
 		OrgID:     orgID,
 		DeviceID:  deviceID,
 		Kind:      kind,
@@ -100,4 +105,33 @@ func (is *Issuer) Issue(ctx context.Context, orgID, deviceID, lockoutID string, 
 		return store.Command{}, fmt.Errorf("issuing %s command for device %s: %w", kind, deviceID, err)
 	}
 	return cmd, nil
+}
+
+// SendToUserDevices issues a command of kind for the lockout to each of its
+// user's devices that has not had one yet, through st, so a repeated
+// trigger or a retried job never sends a device the same step twice.
+func (is *Issuer) SendToUserDevices(ctx context.Context, st store.Store, l store.Lockout, kind store.CommandKind) error {
+	devices, err := st.ListDevices(ctx, store.ListDevicesParams{OrgID: l.OrgID, UserID: l.UserID})
+	if err != nil {
+		return fmt.Errorf("listing devices of user %s: %w", l.UserID, err)
+	}
+	cmds, err := st.ListCommandsByLockout(ctx, l.OrgID, l.ID)
+	if err != nil {
+		return fmt.Errorf("listing commands of lockout %s: %w", l.ID, err)
+	}
+	has := map[string]bool{}
+	for _, c := range cmds {
+		if c.Kind == kind {
+			has[c.DeviceID] = true
+		}
+	}
+	for _, d := range devices {
+		if has[d.ID] {
+			continue
+		}
+		if _, err := is.IssueIn(ctx, st, l.OrgID, d.ID, l.ID, kind); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ package lockout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,32 +19,43 @@ import (
 // ErrUnknownUser means no user with that email exists in the org.
 var ErrUnknownUser = errors.New("unknown user")
 
+// Pipeline starts a new lockout's durable steps inside the transaction
+// that created it (pipeline.Pipeline).
+type Pipeline interface {
+	Begin(ctx context.Context, st store.Store, tx any, l store.Lockout) error
+}
+
 // Service locks users out and overrides lockouts.
 type Service struct {
-	store  store.Store
-	issuer *fleet.Issuer
-	clock  clock.Clock
-	log    *slog.Logger
+	store    store.Store
+	issuer   *fleet.Issuer
+	pipeline Pipeline
+	clock    clock.Clock
+	log      *slog.Logger
 }
 
 // NewService returns a lockout Service.
-func NewService(st store.Store, issuer *fleet.Issuer, clk clock.Clock, log *slog.Logger) *Service {
-	return &Service{store: st, issuer: issuer, clock: clk, log: log}
+func NewService(st store.Store, issuer *fleet.Issuer, pl Pipeline, clk clock.Clock, log *slog.Logger) *Service {
+	return &Service{store: st, issuer: issuer, pipeline: pl, clock: clk, log: log}
 }
 
-// Result is a lockout with the commands sent for it.
+// Result is a lockout with everything done for it.
 type Result struct {
-	Lockout  store.Lockout
-	User     store.User
-	Commands []store.Command
+	Lockout     store.Lockout
+	User        store.User
+	Commands    []store.Command
+	Steps       []store.LockoutStep
+	Revocations []store.ProviderRevocation
+	Triggers    []store.LockoutTrigger
 	// Created is false when the user already had an open lockout.
 	Created bool
 }
 
-// LockUser opens a lockout for the user with that email (or returns the
-// open one) and sends a lock command to each of their devices that has
-// none for this lockout yet.
-func (s *Service) LockUser(ctx context.Context, orgID, email, trigger string) (Result, error) {
+// LockUser opens a lockout for the user with that email and starts its
+// pipeline, or, when the user already has an open lockout, records the new
+// trigger on it and returns it. evidence is the trigger's own record
+// (JSON; nil for none).
+func (s *Service) LockUser(ctx context.Context, orgID, email, trigger string, evidence json.RawMessage) (Result, error) {
 	user, err := s.store.GetUserByEmail(ctx, orgID, strings.ToLower(email))
 	if errors.Is(err, store.ErrNotFound) {
 		return Result{}, fmt.Errorf("locking %s: %w", email, ErrUnknownUser)
@@ -51,57 +63,83 @@ func (s *Service) LockUser(ctx context.Context, orgID, email, trigger string) (R
 	if err != nil {
 		return Result{}, fmt.Errorf("looking up user %s: %w", email, err)
 	}
-	l, created, err := s.store.CreateLockout(ctx, store.CreateLockoutParams{
-		OrgID: orgID, UserID: user.ID, Trigger: trigger, CreatedAt: s.clock.Now(),
+	var (
+		l       store.Lockout
+		created bool
+	)
+	err = s.store.InTx(ctx, func(st store.Store, tx any) error {
+		now := s.clock.Now()
+		var err error
+		l, created, err = st.CreateLockout(ctx, store.CreateLockoutParams{OrgID: orgID, UserID: user.ID, Trigger: trigger, CreatedAt: now})
+		if err != nil {
+			return fmt.Errorf("opening lockout for user %s: %w", user.ID, err)
+		}
+		if err := st.AddLockoutTrigger(ctx, store.AddLockoutTriggerParams{OrgID: orgID, LockoutID: l.ID, Source: trigger, Evidence: evidence, At: now}); err != nil {
+			return fmt.Errorf("recording trigger of lockout %s: %w", l.ID, err)
+		}
+		if !created {
+			return nil
+		}
+		return s.pipeline.Begin(ctx, st, tx, l)
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("opening lockout for user %s: %w", user.ID, err)
-	}
-	if !created {
-		s.log.Info("lockout already open", "org", orgID, "lockout", l.ID, "trigger", trigger)
-	}
-	if err := s.sendToDevices(ctx, l, store.CommandLock); err != nil {
 		return Result{}, err
 	}
-	cmds, err := s.store.ListCommandsByLockout(ctx, orgID, l.ID)
-	if err != nil {
-		return Result{}, fmt.Errorf("listing commands of lockout %s: %w", l.ID, err)
+	if created {
+		s.log.Info("user locked out", "org", orgID, "lockout", l.ID, "user", user.ID, "trigger", trigger)
+	} else {
+		s.log.Info("lockout already open; trigger recorded", "org", orgID, "lockout", l.ID, "trigger", trigger)
 	}
-	s.log.Info("user locked out", "org", orgID, "lockout", l.ID, "user", user.ID, "devices", len(cmds), "trigger", trigger)
-	return Result{Lockout: l, User: user, Commands: cmds, Created: created}, nil
+	res, err := s.Get(ctx, orgID, l.ID)
+	res.Created = created
+	return res, err
 }
 
 // Override closes an open lockout and sends each of the user's devices a
-// signed unlock command. The reason is recorded with the actor.
+// signed unlock command, in one transaction. The reason is recorded with
+// the actor. Provider revocations are not undone: access to the providers
+// is granted again by their own admins.
 func (s *Service) Override(ctx context.Context, orgID, lockoutID, reason, actor string) (Result, error) {
-	l, err := s.store.OverrideLockout(ctx, store.OverrideLockoutParams{
-		OrgID: orgID, ID: lockoutID, Reason: reason, Actor: actor, At: s.clock.Now(),
+	err := s.store.InTx(ctx, func(st store.Store, tx any) error {
+		l, err := st.OverrideLockout(ctx, store.OverrideLockoutParams{
+			OrgID: orgID, ID: lockoutID, Reason: reason, Actor: actor, At: s.clock.Now(),
+		})
+		if err != nil {
+			return fmt.Errorf("overriding lockout %s: %w", lockoutID, err)
+		}
+		return s.issuer.SendToUserDevices(ctx, st, l, store.CommandUnlock)
 	})
 	if err != nil {
-		return Result{}, fmt.Errorf("overriding lockout %s: %w", lockoutID, err)
-	}
-	if err := s.sendToDevices(ctx, l, store.CommandUnlock); err != nil {
 		return Result{}, err
 	}
-	s.log.Info("lockout overridden", "org", orgID, "lockout", l.ID, "actor", actor)
-	return s.Get(ctx, orgID, l.ID)
+	s.log.Info("lockout overridden", "org", orgID, "lockout", lockoutID, "actor", actor)
+	return s.Get(ctx, orgID, lockoutID)
 }
 
-// Get returns a lockout with its user and commands.
+// Get returns a lockout with its user, commands, steps, provider
+// revocations and triggers.
 func (s *Service) Get(ctx context.Context, orgID, lockoutID string) (Result, error) {
 	l, err := s.store.GetLockout(ctx, orgID, lockoutID)
 	if err != nil {
 		return Result{}, fmt.Errorf("loading lockout %s: %w", lockoutID, err)
 	}
-	user, err := s.store.GetUser(ctx, orgID, l.UserID)
-	if err != nil {
+	res := Result{Lockout: l}
+	if res.User, err = s.store.GetUser(ctx, orgID, l.UserID); err != nil {
 		return Result{}, fmt.Errorf("loading user of lockout %s: %w", lockoutID, err)
 	}
-	cmds, err := s.store.ListCommandsByLockout(ctx, orgID, l.ID)
-	if err != nil {
+	if res.Commands, err = s.store.ListCommandsByLockout(ctx, orgID, l.ID); err != nil {
 		return Result{}, fmt.Errorf("listing commands of lockout %s: %w", lockoutID, err)
 	}
-	return Result{Lockout: l, User: user, Commands: cmds}, nil
+	if res.Steps, err = s.store.ListLockoutSteps(ctx, orgID, l.ID); err != nil {
+		return Result{}, fmt.Errorf("listing steps of lockout %s: %w", lockoutID, err)
+	}
+	if res.Revocations, err = s.store.ListProviderRevocations(ctx, orgID, l.ID); err != nil {
+		return Result{}, fmt.Errorf("listing revocations of lockout %s: %w", lockoutID, err)
+	}
+	if res.Triggers, err = s.store.ListLockoutTriggers(ctx, orgID, l.ID); err != nil {
+		return Result{}, fmt.Errorf("listing triggers of lockout %s: %w", lockoutID, err)
+	}
+	return res, nil
 }
 
 // PolicyChanged sends the new policy to every device that is locked now,
@@ -123,35 +161,6 @@ func (s *Service) PolicyChanged(ctx context.Context, orgID string) error {
 			if _, err := s.issuer.Issue(ctx, orgID, d.ID, l.ID, store.CommandPolicyUpdate); err != nil {
 				return err
 			}
-		}
-	}
-	return nil
-}
-
-// sendToDevices issues a command of kind for the lockout to each of the
-// user's devices that has not had one yet, so a repeated trigger or a
-// retry never sends a device the same step twice.
-func (s *Service) sendToDevices(ctx context.Context, l store.Lockout, kind store.CommandKind) error {
-	devices, err := s.store.ListDevices(ctx, store.ListDevicesParams{OrgID: l.OrgID, UserID: l.UserID})
-	if err != nil {
-		return fmt.Errorf("listing devices of user %s: %w", l.UserID, err)
-	}
-	cmds, err := s.store.ListCommandsByLockout(ctx, l.OrgID, l.ID)
-	if err != nil {
-		return fmt.Errorf("listing commands of lockout %s: %w", l.ID, err)
-	}
-	has := map[string]bool{}
-	for _, c := range cmds {
-		if c.Kind == kind {
-			has[c.DeviceID] = true
-		}
-	}
-	for _, d := range devices {
-		if has[d.ID] {
-			continue
-		}
-		if _, err := s.issuer.Issue(ctx, l.OrgID, d.ID, l.ID, kind); err != nil {
-			return err
 		}
 	}
 	return nil

@@ -21,6 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/riverqueue/river/riverdriver/riverpgxv5"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
@@ -28,6 +30,7 @@ import (
 	"github.com/toktra/toktra/controlplane/api"
 	"github.com/toktra/toktra/controlplane/fleet"
 	"github.com/toktra/toktra/controlplane/lockout"
+	"github.com/toktra/toktra/controlplane/pipeline"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/store/pg"
 	"github.com/toktra/toktra/controlplane/store/sqlite"
@@ -51,21 +54,28 @@ type Config struct {
 	OpsAddr string
 	// TLSHosts are the names and addresses the server certificate covers.
 	TLSHosts []string
-	Logger   *slog.Logger
-	Clock    clock.Clock
+	// KMSKeyID, when set, wraps secrets at rest with this AWS KMS key
+	// instead of the local key file.
+	KMSKeyID string
+	// AllowProviderBaseURL lets admins point a provider connection at
+	// another API root (tests, gateways); off in production.
+	AllowProviderBaseURL bool
+	Logger               *slog.Logger
+	Clock                clock.Clock
 }
 
 // Server is an assembled control plane.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	store   store.Store
-	ca      *pki.CA
-	keys    *pki.Keyring
-	fleet   *fleet.Service
-	lockout *lockout.Service
-	api     *api.Server
-	reg     *prometheus.Registry
+	cfg      Config
+	log      *slog.Logger
+	store    store.Store
+	ca       *pki.CA
+	keys     *pki.Keyring
+	fleet    *fleet.Service
+	lockout  *lockout.Service
+	pipeline *pipeline.Pipeline
+	api      *api.Server
+	reg      *prometheus.Registry
 }
 
 // Open prepares the data dir, store and PKI. It does not listen.
@@ -104,11 +114,49 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		Store: st, CA: ca, Keys: keys, Issuer: issuer, Clock: cfg.Clock, Logger: cfg.Logger,
 		Metrics: fleet.NewMetrics(reg, st),
 	})
-	lo := lockout.NewService(st, issuer, cfg.Clock, cfg.Logger)
+	sealer, err := openSealer(ctx, cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	provOpts := providerOptions(cfg.Logger, cfg.Clock)
+	pl, err := openPipeline(ctx, st, pipeline.Config{
+		Store: st, Issuer: issuer, Clock: cfg.Clock, Logger: cfg.Logger, Registerer: reg,
+		Connect: providerConnector(sealer, provOpts),
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	lo := lockout.NewService(st, issuer, pl, cfg.Clock, cfg.Logger)
 	return &Server{
-		cfg: cfg, log: cfg.Logger, store: st, ca: ca, keys: keys, fleet: fl, lockout: lo,
-		api: api.NewServer(st, lo, fl, cfg.Clock, cfg.Logger), reg: reg,
+		cfg: cfg, log: cfg.Logger, store: st, ca: ca, keys: keys, fleet: fl, lockout: lo, pipeline: pl,
+		api: api.NewServer(api.Config{
+			Store: st, Lockouts: lo, Fleet: fl, Clock: cfg.Clock, Logger: cfg.Logger,
+			Providers: api.ProviderConfig{Sealer: sealer, Options: provOpts, AllowBaseURL: cfg.AllowProviderBaseURL},
+		}),
+		reg: reg,
 	}, nil
+}
+
+// openPipeline migrates the job queue's tables on the store's database and
+// builds the pipeline on the matching River driver.
+func openPipeline(ctx context.Context, st store.Store, cfg pipeline.Config) (*pipeline.Pipeline, error) {
+	switch st := st.(type) {
+	case *pg.Store:
+		driver := riverpgxv5.New(st.Pool())
+		if err := pipeline.Migrate(ctx, driver); err != nil {
+			return nil, err
+		}
+		return pipeline.New(driver, cfg)
+	case *sqlite.Store:
+		driver := riversqlite.New(st.WriterDB())
+		if err := pipeline.Migrate(ctx, driver); err != nil {
+			return nil, err
+		}
+		return pipeline.New(driver, cfg)
+	}
+	return nil, fmt.Errorf("no job queue for store %T", st)
 }
 
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
@@ -230,6 +278,16 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 	if err := s.fleet.Start(ctx); err != nil {
 		return err
 	}
+	if err := s.pipeline.Start(ctx); err != nil {
+		return fmt.Errorf("starting the lockout pipeline: %w", err)
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := s.pipeline.Stop(stopCtx); err != nil {
+			s.log.Warn("stopping the lockout pipeline", "err", err)
+		}
+	}()
 	serverCert, err := s.ca.IssueServerCert(s.cfg.TLSHosts, s.cfg.Clock.Now(), 90*24*time.Hour)
 	if err != nil {
 		return fmt.Errorf("issuing server certificate: %w", err)

@@ -1,0 +1,263 @@
+// Package pipeline runs a lockout's steps as durable jobs (River, on the
+// store's own database): revoke the user at each connected LLM provider,
+// then lock their devices. Each step's state changes in the same
+// transaction that enqueues the next, so a crash at any point resumes
+// where it stopped and no step's effect is lost or doubled.
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/rivermigrate"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/toktra/toktra/controlplane/fleet"
+	"github.com/toktra/toktra/controlplane/providers"
+	"github.com/toktra/toktra/controlplane/store"
+	"github.com/toktra/toktra/internal/clock"
+)
+
+// The steps of a lockout, in order.
+const (
+	StepRevoke = "revoke"
+	StepLock   = "lock"
+)
+
+// Steps lists the pipeline's steps in order.
+var Steps = []string{StepRevoke, StepLock}
+
+const queue = "lockout"
+
+// Connector is what the pipeline needs of a provider connector.
+type Connector interface {
+	Name() string
+	RevokeUser(ctx context.Context, email string) (providers.Revocation, error)
+}
+
+// Config wires a Pipeline.
+type Config struct {
+	Store  store.Store
+	Issuer *fleet.Issuer
+	// Connect builds the connector for an org's stored provider connection.
+	Connect func(ctx context.Context, c store.ProviderConnection) (Connector, error)
+	Clock   clock.Clock
+	Logger  *slog.Logger
+	// Registerer receives the pipeline's metrics; nil leaves them unregistered.
+	Registerer prometheus.Registerer
+	// Workers is how many jobs run at once (default 20).
+	Workers int
+	// RevokeAttempts is the retry budget of one provider's revocation
+	// (default 8); after it the revocation is marked unconfirmed.
+	RevokeAttempts int
+	// RetryBase is the first retry's delay, doubled per attempt with full
+	// jitter up to RetryMax (defaults 2s and 5m). A provider's Retry-After
+	// is honoured when longer.
+	RetryBase, RetryMax time.Duration
+	// LockGrace is the longest the device lock waits for the providers'
+	// first revocation attempts (default 5s): a slow provider never delays
+	// it more than that, a fast one not at all.
+	LockGrace time.Duration
+	// PollInterval is how often idle workers look for jobs when no
+	// notification arrives (default 1s).
+	PollInterval time.Duration
+}
+
+// Pipeline runs lockout pipelines.
+type Pipeline struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	// Bound to the backend's transaction type by New.
+	insertTx    func(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
+	retryTx     func(ctx context.Context, tx any, id int64) error
+	start, stop func(ctx context.Context) error
+}
+
+// New builds a Pipeline on a River driver for the store's database. The
+// River schema must be migrated (Migrate) first.
+func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Pipeline, error) {
+	if cfg.Store == nil || cfg.Issuer == nil || cfg.Connect == nil {
+		return nil, errors.New("pipeline: store, issuer and connect are required")
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	cfg.Workers = orDefault(cfg.Workers, 20)
+	cfg.RevokeAttempts = orDefault(cfg.RevokeAttempts, 8)
+	cfg.RetryBase = orDefault(cfg.RetryBase, 2*time.Second)
+	cfg.RetryMax = orDefault(cfg.RetryMax, 5*time.Minute)
+	cfg.LockGrace = orDefault(cfg.LockGrace, 5*time.Second)
+	cfg.PollInterval = orDefault(cfg.PollInterval, time.Second)
+	p := &Pipeline{cfg: cfg, log: cfg.Logger.With("component", "pipeline"), metrics: newMetrics(cfg.Registerer)}
+
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &revokeWorker{p: p}); err != nil {
+		return nil, err
+	}
+	if err := river.AddWorkerSafely(workers, &lockWorker{p: p}); err != nil {
+		return nil, err
+	}
+	client, err := river.NewClient(driver, &river.Config{
+		Queues:               map[string]river.QueueConfig{queue: {MaxWorkers: cfg.Workers}},
+		Workers:              workers,
+		Logger:               p.log,
+		FetchPollInterval:    cfg.PollInterval,
+		FetchCooldown:        10 * time.Millisecond,
+		JobTimeout:           2 * time.Minute,
+		RescueStuckJobsAfter: 5 * time.Minute,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating job client: %w", err)
+	}
+	p.insertTx = func(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error) {
+		t, ok := tx.(TTx)
+		if !ok {
+			return nil, fmt.Errorf("pipeline: transaction is %T, not the job queue's", tx)
+		}
+		return client.InsertTx(ctx, t, args, opts)
+	}
+	p.retryTx = func(ctx context.Context, tx any, id int64) error {
+		t, ok := tx.(TTx)
+		if !ok {
+			return fmt.Errorf("pipeline: transaction is %T, not the job queue's", tx)
+		}
+		_, err := client.JobRetryTx(ctx, t, id)
+		return err
+	}
+	p.start, p.stop = client.Start, client.Stop
+	return p, nil
+}
+
+// Start works jobs until Stop.
+func (p *Pipeline) Start(ctx context.Context) error { return p.start(ctx) }
+
+// Stop waits for running jobs to finish (or ctx to end).
+func (p *Pipeline) Stop(ctx context.Context) error { return p.stop(ctx) }
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// RevokeArgs is one provider's revocation for one lockout.
+type RevokeArgs struct {
+	OrgID     string `json:"org_id"`
+	LockoutID string `json:"lockout_id"`
+	Provider  string `json:"provider"`
+}
+
+// Kind names the job.
+func (RevokeArgs) Kind() string { return "lockout_revoke" }
+
+// LockArgs is the device lock of one lockout.
+type LockArgs struct {
+	OrgID     string `json:"org_id"`
+	LockoutID string `json:"lockout_id"`
+}
+
+// Kind names the job.
+func (LockArgs) Kind() string { return "lockout_lock" }
+
+var uniqueByArgs = river.UniqueOpts{ByArgs: true}
+
+// Begin starts a new lockout's pipeline inside the transaction that
+// created it: every step recorded as pending, a revocation job per
+// connected provider, and the device lock scheduled at most LockGrace
+// later (sooner when the providers' first attempts finish).
+func (p *Pipeline) Begin(ctx context.Context, st store.Store, tx any, l store.Lockout) error {
+	now := p.cfg.Clock.Now()
+	if err := st.InitLockoutSteps(ctx, store.InitLockoutStepsParams{OrgID: l.OrgID, LockoutID: l.ID, Steps: Steps, At: now}); err != nil {
+		return fmt.Errorf("recording steps of lockout %s: %w", l.ID, err)
+	}
+	conns, err := st.ListProviderConnections(ctx, l.OrgID)
+	if err != nil {
+		return fmt.Errorf("listing provider connections: %w", err)
+	}
+	for _, c := range conns {
+		if _, err := st.PutProviderRevocation(ctx, store.PutProviderRevocationParams{
+			OrgID: l.OrgID, LockoutID: l.ID, Provider: c.Provider, State: store.RevocationPending, At: now,
+		}); err != nil {
+			return fmt.Errorf("recording %s revocation: %w", c.Provider, err)
+		}
+		if _, err := p.insertTx(ctx, tx, RevokeArgs{OrgID: l.OrgID, LockoutID: l.ID, Provider: c.Provider}, &river.InsertOpts{
+			Queue: queue, MaxAttempts: p.cfg.RevokeAttempts, UniqueOpts: uniqueByArgs,
+		}); err != nil {
+			return fmt.Errorf("enqueueing %s revocation: %w", c.Provider, err)
+		}
+	}
+	lockAt := queueClock.Now()
+	if len(conns) > 0 {
+		lockAt = lockAt.Add(p.cfg.LockGrace)
+	} else if _, err := st.UpdateLockoutStep(ctx, store.UpdateLockoutStepParams{
+		OrgID: l.OrgID, LockoutID: l.ID, Step: StepRevoke, State: store.StepDone, LastError: "no providers connected", At: now,
+	}); err != nil {
+		return err
+	}
+	if _, err := p.insertTx(ctx, tx, LockArgs{OrgID: l.OrgID, LockoutID: l.ID}, &river.InsertOpts{
+		Queue: queue, ScheduledAt: lockAt, UniqueOpts: uniqueByArgs, MaxAttempts: 25,
+	}); err != nil {
+		return fmt.Errorf("enqueueing device lock: %w", err)
+	}
+	return nil
+}
+
+// lockNow makes the lockout's scheduled device lock run at once.
+func (p *Pipeline) lockNow(ctx context.Context, tx any, orgID, lockoutID string) error {
+	res, err := p.insertTx(ctx, tx, LockArgs{OrgID: orgID, LockoutID: lockoutID}, &river.InsertOpts{Queue: queue, UniqueOpts: uniqueByArgs, MaxAttempts: 25})
+	if err != nil {
+		return fmt.Errorf("enqueueing device lock: %w", err)
+	}
+	if res.UniqueSkippedAsDuplicate && res.Job.State == rivertype.JobStateScheduled {
+		return p.retryTx(ctx, tx, res.Job.ID)
+	}
+	return nil
+}
+
+// backoff is full-jitter exponential: a random delay up to base·2^(n-1),
+// capped, and never shorter than what the provider asked for.
+func (p *Pipeline) backoff(attempt int, retryAfter time.Duration) time.Duration {
+	ceiling := p.cfg.RetryBase << min(attempt-1, 20)
+	if ceiling <= 0 || ceiling > p.cfg.RetryMax {
+		ceiling = p.cfg.RetryMax
+	}
+	d := time.Duration(rand.Int64N(int64(ceiling))) + ceiling/10
+	return max(d, retryAfter)
+}
+
+// confirmation encodes a provider's evidence for the record.
+func confirmation(r providers.Revocation) json.RawMessage {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return json.RawMessage(`{"error":"confirmation could not be encoded"}`)
+	}
+	return b
+}
+
+// Migrate brings the job queue's own tables up to date on the driver's
+// database.
+func Migrate[TTx any](ctx context.Context, driver riverdriver.Driver[TTx]) error {
+	m, err := rivermigrate.New(driver, nil)
+	if err != nil {
+		return fmt.Errorf("preparing job queue migrations: %w", err)
+	}
+	if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+		return fmt.Errorf("migrating job queue tables: %w", err)
+	}
+	return nil
+}
