@@ -5,8 +5,8 @@ import (
 	"fmt"
 
 	"github.com/toktra/toktra/controlplane/providers"
-	"github.com/toktra/toktra/controlplane/providers/providertest/fakeopenai"
 	"github.com/toktra/toktra/controlplane/providers/openai"
+	"github.com/toktra/toktra/controlplane/providers/providertest/fakeopenai"
 )
 
 func ExampleConnector_RevokeUser() {

@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/toktra/toktra/controlplane/providers"
+	"github.com/toktra/toktra/controlplane/providers/openai"
 	"github.com/toktra/toktra/controlplane/providers/providertest/fakeapi"
 	"github.com/toktra/toktra/controlplane/providers/providertest/fakeopenai"
-	"github.com/toktra/toktra/controlplane/providers/openai"
 	"github.com/toktra/toktra/internal/clock"
 )
 
