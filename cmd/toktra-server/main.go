@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/toktra/toktra/controlplane/ratelimit"
 	"github.com/toktra/toktra/controlplane/server"
 	"github.com/toktra/toktra/internal/logging"
 )
@@ -56,6 +57,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.OpsAddr, "ops-addr", envOr("TOKTRA_OPS_ADDR", "127.0.0.1:9090"), "health, readiness and metrics (plain HTTP) listen address")
 	fs.StringVar(&cfg.KMSKeyID, "kms-key-id", os.Getenv("TOKTRA_KMS_KEY_ID"), "AWS KMS key (id, ARN or alias) that wraps secrets at rest; empty for the local key file in the data dir")
 	fs.BoolVar(&cfg.AllowProviderBaseURL, "allow-provider-base-url", os.Getenv("TOKTRA_ALLOW_PROVIDER_BASE_URL") == "true", "let admins point provider connections at another API root (tests, gateways)")
+	trusted := fs.String("trusted-proxies", os.Getenv("TOKTRA_TRUSTED_PROXIES"), "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client")
 	tlsHosts := fs.String("tls-hosts", envOr("TOKTRA_TLS_HOSTS", defaultTLSHosts()), "comma-separated names and IPs the server certificate covers")
 	logFormat := fs.String("log-format", "auto", "log format: json, text or auto")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
@@ -77,6 +79,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
 	cfg.TLSHosts = splitList(*tlsHosts)
+	trustedProxies, err := ratelimit.ParseTrustedProxies(*trusted)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	cfg.TrustedProxies = trustedProxies
 	log, err := logging.New(stderr, *logFormat, *logLevel)
 	if err != nil {
 		return err

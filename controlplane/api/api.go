@@ -13,11 +13,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/toktra/toktra/controlplane/fleet"
 	"github.com/toktra/toktra/controlplane/lockout"
+	"github.com/toktra/toktra/controlplane/ratelimit"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/internal/clock"
 )
@@ -36,23 +38,37 @@ type Server struct {
 	lockout   *lockout.Service
 	fleet     *fleet.Service
 	providers ProviderConfig
+	limits    RateLimits
 	clock     clock.Clock
 	log       *slog.Logger
 	mux       *http.ServeMux
+	handler   http.Handler
 	// patterns lists every authenticated route, for the cross-tenant tests.
 	patterns []string
 }
 
 // NewServer returns the admin API handler.
 func NewServer(cfg Config) *Server {
-	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers,
+	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers, limits: cfg.Limits,
 		clock: cfg.Clock, log: cfg.Logger, mux: http.NewServeMux()}
 	s.routes()
+	s.handler = s.limit(s.limits.Public, s.mux)
 	return s
+}
+
+// RateLimits bound requests per client IP. A nil limiter does not limit.
+type RateLimits struct {
+	// Public applies to every request under /v1.
+	Public *ratelimit.Limiter
+	// Admin applies, in addition, to routes that need an admin key.
+	Admin *ratelimit.Limiter
+	// TrustedProxies may name the client in X-Forwarded-For.
+	TrustedProxies []netip.Prefix
 }
 
 // Config wires the admin API.
 type Config struct {
+	Limits    RateLimits
 	Store     store.Store
 	Lockouts  *lockout.Service
 	Fleet     *fleet.Service
@@ -91,7 +107,18 @@ func (s *Server) routes() {
 }
 
 // ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// limit wraps next in the per-IP limiter l, answering 429 with a JSON error.
+func (s *Server) limit(l *ratelimit.Limiter, next http.Handler) http.Handler {
+	if l == nil {
+		return next
+	}
+	return ratelimit.Middleware(l, s.limits.TrustedProxies, func(w http.ResponseWriter, r *http.Request, retryAfter time.Duration) {
+		writeError(w, &Error{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
+			Message: fmt.Sprintf("too many requests from this address; retry in %s", retryAfter.Round(time.Second))})
+	})(next)
+}
 
 // principal is who is calling: an API key of one org.
 type principal struct {
@@ -104,7 +131,7 @@ type handlerFunc func(ctx context.Context, p principal, r *http.Request) (int, a
 
 func (s *Server) handle(pattern string, need store.APIKeyScope, h handlerFunc) {
 	s.patterns = append(s.patterns, pattern)
-	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	var hh http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, aerr := s.authenticate(r)
 		if aerr != nil {
 			writeError(w, aerr)
@@ -131,6 +158,11 @@ func (s *Server) handle(pattern string, need store.APIKeyScope, h handlerFunc) {
 		}
 		writeJSON(w, status, body)
 	})
+	if need == store.ScopeAdmin {
+		// Routes that change configuration get the tighter admin limit too.
+		hh = s.limit(s.limits.Admin, hh)
+	}
+	s.mux.Handle(pattern, hh)
 }
 
 func (s *Server) authenticate(r *http.Request) (principal, *Error) {

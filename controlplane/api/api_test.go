@@ -24,6 +24,7 @@ import (
 	"github.com/toktra/toktra/controlplane/providers/connect"
 	"github.com/toktra/toktra/controlplane/providers/providertest/fakeapi"
 	"github.com/toktra/toktra/controlplane/providers/providertest/fakeopenai"
+	"github.com/toktra/toktra/controlplane/ratelimit"
 	"github.com/toktra/toktra/controlplane/secrets"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/store/sqlite"
@@ -620,4 +621,64 @@ func testLogOutput() io.Writer {
 		return os.Stderr
 	}
 	return io.Discard
+}
+
+// TestRateLimits: every route shares the per-IP public limit, admin routes
+// also the tighter admin one; over it, 429 with Retry-After and a JSON
+// error, and an X-Forwarded-For from an untrusted peer changes nothing.
+func TestRateLimits(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	clk := clock.NewFake(f.clk.Now())
+	public, err := ratelimit.New(ratelimit.Config{Limit: 6, Window: time.Minute, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin, err := ratelimit.New(ratelimit.Config{Limit: 2, Window: time.Minute, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := NewServer(Config{Store: f.st, Lockouts: f.api.lockout, Fleet: f.api.fleet, Clock: f.clk, Logger: f.api.log,
+		Providers: f.api.providers, Limits: RateLimits{Public: public, Admin: admin}})
+	srv := httptest.NewServer(limited)
+	t.Cleanup(srv.Close)
+	call := func(method, path, body string, spoof string) (int, string, string) {
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req.Header.Set("X-API-Key", f.a.adminKey)
+		req.Header.Set("Content-Type", "application/json")
+		if spoof != "" {
+			req.Header.Set("X-Forwarded-For", spoof)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e errorBody
+		json.NewDecoder(resp.Body).Decode(&e)
+		return resp.StatusCode, resp.Header.Get("Retry-After"), e.Error.Code
+	}
+	// Two admin writes pass, the third is over the admin limit; reads go on.
+	for i := range 2 {
+		if code, _, _ := call("PUT", "/v1/policy", `{"domains":[],"cidrs":[]}`, ""); code != 200 {
+			t.Fatalf("admin write %d = %d; want 200", i+1, code)
+		}
+	}
+	if code, retry, ecode := call("PUT", "/v1/policy", `{"domains":[],"cidrs":[]}`, "203.0.113.77"); code != 429 || retry == "" || ecode != CodeRateLimited {
+		t.Errorf("third admin write (with a spoofed X-Forwarded-For) = %d Retry-After %q code %q; want 429 with Retry-After, %s", code, retry, ecode, CodeRateLimited)
+	}
+	// Reads count against the public limit only: 3 used so far (the refused
+	// write counted there before the admin limit refused it).
+	for i := range 3 {
+		if code, _, _ := call("GET", "/v1/users", "", ""); code != 200 {
+			t.Fatalf("read %d = %d; want 200", i+1, code)
+		}
+	}
+	if code, _, ecode := call("GET", "/v1/users", "", ""); code != 429 || ecode != CodeRateLimited {
+		t.Errorf("read over the public limit = %d %q; want 429 %s", code, ecode, CodeRateLimited)
+	}
+	clk.Advance(time.Minute)
+	if code, _, _ := call("GET", "/v1/users", "", ""); code != 200 {
+		t.Errorf("read after the window = %d; want 200", code)
+	}
 }

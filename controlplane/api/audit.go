@@ -5,13 +5,13 @@ import (
 	"context"
 	"encoding/hex"
 	"encoding/json"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
+	"github.com/toktra/toktra/controlplane/ratelimit"
 	"github.com/toktra/toktra/controlplane/store"
 )
 
@@ -95,15 +95,14 @@ func auditRoute(pattern string) (resource, verb string) {
 
 func isWildcard(seg string) bool { return strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") }
 
-// clientIP is the address recorded as an entry's RemoteIP: the
-// connection's peer. Behind a proxy that is the proxy; trusted
-// X-Forwarded-For handling replaces this one function.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
+// clientIP is the address recorded as an entry's RemoteIP: the peer, or
+// the client named by X-Forwarded-For when the peer is a trusted proxy.
+func (s *Server) clientIP(r *http.Request) string {
+	ip := ratelimit.ClientIP(r, s.limits.TrustedProxies)
+	if !ip.IsValid() {
+		return ""
 	}
-	return host
+	return ip.String()
 }
 
 // auditRecorder holds back a handler's response until its audit entry is
@@ -190,7 +189,7 @@ func (s *Server) appendAudit(rec *auditRecorder, r *http.Request, pattern string
 		defer cancel()
 		_, err = s.store.AppendAudit(ctx, store.AppendAuditParams{
 			OrgID: p.key.OrgID, At: s.clock.Now(), Actor: p.actor(), Action: auditAction(pattern),
-			Target: target, Detail: detail, RemoteIP: auditValue(clientIP(r)),
+			Target: target, Detail: detail, RemoteIP: auditValue(s.clientIP(r)),
 		})
 	}
 	if err != nil {

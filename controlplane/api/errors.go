@@ -19,6 +19,7 @@ const (
 	CodeUnknownUser      = "unknown_user"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeTooLarge         = "request_too_large"
+	CodeRateLimited      = "rate_limited"
 	CodeInternal         = "internal"
 )
 

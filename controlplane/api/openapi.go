@@ -61,7 +61,7 @@ func (s *Server) OpenAPI() map[string]any {
 				"type":     "object",
 				"required": []string{"code", "message"},
 				"properties": map[string]any{
-					"code":    map[string]any{"type": "string", "enum": []string{CodeInvalidArgument, CodeUnauthenticated, CodePermissionDenied, CodeNotFound, CodeConflict, CodeUnknownUser, CodeMethodNotAllowed, CodeTooLarge, CodeInternal}},
+					"code":    map[string]any{"type": "string", "enum": []string{CodeInvalidArgument, CodeUnauthenticated, CodePermissionDenied, CodeNotFound, CodeConflict, CodeUnknownUser, CodeMethodNotAllowed, CodeTooLarge, CodeRateLimited, CodeProviderRejected, CodeInternal}},
 					"message": map[string]any{"type": "string"},
 				},
 			}},
@@ -97,6 +97,7 @@ func (s *Server) OpenAPI() map[string]any {
 		responses := map[string]any{
 			"400": errorResponse("invalid input"), "401": errorResponse("missing, unknown, expired or revoked API key"),
 			"403": errorResponse("the key's scope does not allow this"), "404": errorResponse("not found in this organization"),
+			"429": errorResponse("too many requests from this address; see Retry-After"),
 			"500": errorResponse("internal error"),
 		}
 		ok2 := map[string]any{"description": "success"}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,7 @@ import (
 	"github.com/toktra/toktra/controlplane/fleet"
 	"github.com/toktra/toktra/controlplane/lockout"
 	"github.com/toktra/toktra/controlplane/pipeline"
+	"github.com/toktra/toktra/controlplane/ratelimit"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/store/pg"
 	"github.com/toktra/toktra/controlplane/store/sqlite"
@@ -60,8 +62,11 @@ type Config struct {
 	// AllowProviderBaseURL lets admins point a provider connection at
 	// another API root (tests, gateways); off in production.
 	AllowProviderBaseURL bool
-	Logger               *slog.Logger
-	Clock                clock.Clock
+	// TrustedProxies may name the client in X-Forwarded-For (rate limits,
+	// audit); empty trusts none.
+	TrustedProxies []netip.Prefix
+	Logger         *slog.Logger
+	Clock          clock.Clock
 }
 
 // Server is an assembled control plane.
@@ -129,10 +134,15 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	lo := lockout.NewService(st, issuer, pl, cfg.Clock, cfg.Logger)
+	limits, err := rateLimits(cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	return &Server{
 		cfg: cfg, log: cfg.Logger, store: st, ca: ca, keys: keys, fleet: fl, lockout: lo, pipeline: pl,
 		api: api.NewServer(api.Config{
-			Store: st, Lockouts: lo, Fleet: fl, Clock: cfg.Clock, Logger: cfg.Logger,
+			Store: st, Lockouts: lo, Fleet: fl, Clock: cfg.Clock, Logger: cfg.Logger, Limits: limits,
 			Providers: api.ProviderConfig{Sealer: sealer, Options: provOpts, AllowBaseURL: cfg.AllowProviderBaseURL},
 		}),
 		reg: reg,
@@ -387,4 +397,18 @@ func (s *Server) opsHandler() http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	return mux
+}
+
+// rateLimits are the admin API's per-IP limits: 1000 requests per 5
+// minutes on every route, 500 on the routes that need an admin key.
+func rateLimits(cfg Config) (api.RateLimits, error) {
+	public, err := ratelimit.New(ratelimit.Config{Limit: ratelimit.PublicLimit, Window: ratelimit.DefaultWindow, Clock: cfg.Clock, Logger: cfg.Logger})
+	if err != nil {
+		return api.RateLimits{}, err
+	}
+	admin, err := ratelimit.New(ratelimit.Config{Limit: ratelimit.AdminLimit, Window: ratelimit.DefaultWindow, Clock: cfg.Clock, Logger: cfg.Logger})
+	if err != nil {
+		return api.RateLimits{}, err
+	}
+	return api.RateLimits{Public: public, Admin: admin, TrustedProxies: cfg.TrustedProxies}, nil
 }
