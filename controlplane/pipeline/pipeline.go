@@ -67,7 +67,8 @@ type Config struct {
 	// it more than that, a fast one not at all.
 	LockGrace time.Duration
 	// PollInterval is how often idle workers look for jobs when no
-	// notification arrives (default 1s).
+	// notification arrives (default 200ms; SQLite has no notifications
+	// between processes, so this bounds how soon a job starts there).
 	PollInterval time.Duration
 }
 
@@ -100,7 +101,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Pipeline, error)
 	cfg.RetryBase = orDefault(cfg.RetryBase, 2*time.Second)
 	cfg.RetryMax = orDefault(cfg.RetryMax, 5*time.Minute)
 	cfg.LockGrace = orDefault(cfg.LockGrace, 5*time.Second)
-	cfg.PollInterval = orDefault(cfg.PollInterval, time.Second)
+	cfg.PollInterval = orDefault(cfg.PollInterval, 200*time.Millisecond)
 	p := &Pipeline{cfg: cfg, log: cfg.Logger.With("component", "pipeline"), metrics: newMetrics(cfg.Registerer)}
 
 	workers := river.NewWorkers()
@@ -201,9 +202,11 @@ func (p *Pipeline) Begin(ctx context.Context, st store.Store, tx any, l store.Lo
 			return fmt.Errorf("enqueueing %s revocation: %w", c.Provider, err)
 		}
 	}
-	lockAt := queueClock.Now()
+	// Without providers the lock is available at once; with them it waits
+	// at most LockGrace (a scheduled job) unless a first attempt ends sooner.
+	var lockAt time.Time
 	if len(conns) > 0 {
-		lockAt = lockAt.Add(p.cfg.LockGrace)
+		lockAt = queueClock.Now().Add(p.cfg.LockGrace)
 	} else if _, err := st.UpdateLockoutStep(ctx, store.UpdateLockoutStepParams{
 		OrgID: l.OrgID, LockoutID: l.ID, Step: StepRevoke, State: store.StepDone, LastError: "no providers connected", At: now,
 	}); err != nil {
