@@ -31,7 +31,7 @@ const usage = `usage: toktractl [global flags] <resource> <action> [args]
 
   lockout create EMAIL                 lock a user out of every enrolled device
   lockout status ID [--watch]          a lockout and each device's state
-  lockout list
+  lockout list [--state open|overridden] [--email EMAIL]
   lockout override ID --reason TEXT    the deliberate admin unlock
   users list
   devices list [--email EMAIL]
@@ -42,6 +42,10 @@ const usage = `usage: toktractl [global flags] <resource> <action> [args]
   enrollment-secrets revoke ID
   policy get
   policy set [--domain D]... [--cidr C]...
+  providers list
+  providers connect NAME --admin-key-file PATH   connect openai or anthropic (key read from a file, or - for stdin)
+  providers disconnect NAME
+  audit-log [--actor A] [--action X] [--target T] [--from RFC3339] [--to RFC3339] [--limit N]
   api-keys create --name N [--scope admin|read-only] [--expires-in 720h]
   api-keys list
   api-keys revoke ID
@@ -73,6 +77,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rest := fs.Args()
+	if len(rest) >= 1 && rest[0] == "audit-log" {
+		rest = append([]string{"audit-log", "list"}, rest[1:]...)
+	}
 	if len(rest) < 2 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("a resource and an action are required")
@@ -110,7 +117,39 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "lockout status":
 		return c.lockoutStatus(ctx, args)
 	case "lockout list":
-		return c.show(ctx, "GET", "/v1/lockouts", nil, printLockouts)
+		sub := flag.NewFlagSet("lockout list", flag.ContinueOnError)
+		sub.SetOutput(stderr)
+		state := sub.String("state", "", "open or overridden")
+		email := sub.String("email", "", "only this user's lockouts")
+		if err := sub.Parse(args); err != nil {
+			return err
+		}
+		return c.showPages(ctx, "/v1/lockouts", url.Values{"state": {*state}, "email": {*email}}, printLockouts)
+	case "providers list":
+		return c.show(ctx, "GET", "/v1/providers", nil, printProviders)
+	case "providers connect":
+		sub := flag.NewFlagSet("providers connect", flag.ContinueOnError)
+		sub.SetOutput(stderr)
+		keyFile := sub.String("admin-key-file", "", "file holding the provider's admin key, or - for standard input (never on the command line)")
+		name, err := parseWithID(sub, args)
+		if err != nil {
+			return err
+		}
+		key, err := readSecret(*keyFile)
+		if err != nil {
+			return err
+		}
+		return c.show(ctx, "PUT", "/v1/providers/"+url.PathEscape(name), map[string]string{"admin_key": key}, printProvider)
+	case "providers disconnect":
+		name, err := oneArg(args, "NAME")
+		if err != nil {
+			return err
+		}
+		if err := c.do(ctx, "DELETE", "/v1/providers/"+url.PathEscape(name), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "disconnected", name)
+		return nil
 	case "lockout override":
 		sub := flag.NewFlagSet("override", flag.ContinueOnError)
 		sub.SetOutput(stderr)
@@ -180,6 +219,17 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return c.show(ctx, "POST", "/v1/api-keys", map[string]string{"name": *name, "scope": *scope, "expires_in": *expires}, printNewAPIKey)
+	case "audit-log list":
+		sub := flag.NewFlagSet("audit-log", flag.ContinueOnError)
+		sub.SetOutput(stderr)
+		q := url.Values{}
+		for _, name := range []string{"actor", "action", "target", "from", "to", "limit"} {
+			sub.Func(name, "filter by "+name, func(v string) error { q.Set(name, v); return nil })
+		}
+		if err := sub.Parse(args); err != nil {
+			return err
+		}
+		return c.showPages(ctx, "/v1/audit-log", q, printAudit)
 	case "api-keys list":
 		return c.show(ctx, "GET", "/v1/api-keys", nil, printAPIKeys)
 	case "api-keys revoke":
@@ -235,6 +285,58 @@ func (c *client) lockoutStatus(ctx context.Context, args []string) error {
 		time.Sleep(time.Second)
 		fmt.Fprintln(c.out)
 	}
+}
+
+// showPages follows next_cursor to the end and prints every page.
+func (c *client) showPages(ctx context.Context, path string, q url.Values, print func(io.Writer, json.RawMessage) error) error {
+	for k, v := range q {
+		if len(v) == 0 || v[0] == "" {
+			delete(q, k)
+		}
+	}
+	for {
+		var raw json.RawMessage
+		p := path
+		if len(q) > 0 {
+			p += "?" + q.Encode()
+		}
+		if err := c.do(ctx, "GET", p, nil, &raw); err != nil {
+			return err
+		}
+		if err := c.render(raw, print); err != nil {
+			return err
+		}
+		var page struct {
+			NextCursor string `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(raw, &page); err != nil || page.NextCursor == "" {
+			return err
+		}
+		q.Set("cursor", page.NextCursor)
+	}
+}
+
+// readSecret reads a secret from a file or standard input, so it never
+// appears in the process list or shell history.
+func readSecret(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("--admin-key-file is required (a file, or - for standard input)")
+	}
+	var data []byte
+	var err error
+	if path == "-" {
+		data, err = io.ReadAll(io.LimitReader(os.Stdin, 4096))
+	} else {
+		data, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the admin key: %w", err)
+	}
+	key := strings.TrimSpace(string(data))
+	if key == "" {
+		return "", errors.New("the admin key file is empty")
+	}
+	return key, nil
 }
 
 // show calls the API and prints the result as a table, or JSON with --json.

@@ -28,9 +28,26 @@ type lockout struct {
 	CreatedAt      time.Time       `json:"created_at"`
 	OverrideReason string          `json:"override_reason"`
 	Devices        []lockoutDevice `json:"devices"`
+	Steps          []struct {
+		Step     string `json:"step"`
+		State    string `json:"state"`
+		Attempts int    `json:"attempts"`
+		Note     string `json:"note"`
+	} `json:"steps"`
+	Providers []struct {
+		Provider  string `json:"provider"`
+		State     string `json:"state"`
+		Attempts  int    `json:"attempts"`
+		LastError string `json:"last_error"`
+	} `json:"providers"`
 }
 
 func (l lockout) settled() bool {
+	for _, s := range l.Steps {
+		if s.State == "pending" || s.State == "running" {
+			return false
+		}
+	}
 	for _, d := range l.Devices {
 		if d.State == "pending" || d.State == "delivered" {
 			return false
@@ -55,6 +72,17 @@ func printLockout(w io.Writer, raw json.RawMessage) error {
 	fmt.Fprintf(w, "Created\t%s\n", l.CreatedAt.Format(time.RFC3339))
 	if l.OverrideReason != "" {
 		fmt.Fprintf(w, "Override reason\t%s\n", l.OverrideReason)
+	}
+	fmt.Fprintln(w, "\nSTEP\tSTATE\tATTEMPTS\tNOTE")
+	for _, st := range l.Steps {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", st.Step, st.State, st.Attempts, st.Note)
+	}
+	fmt.Fprintln(w, "\nPROVIDER\tSTATE\tATTEMPTS\tLAST ERROR")
+	if len(l.Providers) == 0 {
+		fmt.Fprintln(w, "(no providers connected)")
+	}
+	for _, p := range l.Providers {
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\n", p.Provider, p.State, p.Attempts, p.LastError)
 	}
 	fmt.Fprintln(w, "\nDEVICE\tHOSTNAME\tCOMMAND\tSEQ\tSTATE\tREASON")
 	if len(l.Devices) == 0 {
@@ -236,6 +264,55 @@ func printAPIKeys(w io.Writer, raw json.RawMessage) error {
 			state = "expired"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Scope, k.ExpiresAt.Format(time.RFC3339), state)
+	}
+	return nil
+}
+
+type providerConn struct {
+	Provider    string    `json:"provider"`
+	KeyHint     string    `json:"key_hint"`
+	ValidatedAt time.Time `json:"validated_at"`
+}
+
+func printProvider(w io.Writer, raw json.RawMessage) error {
+	var p providerConn
+	if err := json.Unmarshal(raw, &p); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "Provider\t%s\nAdmin key\t%s\nChecked\t%s\n", p.Provider, p.KeyHint, p.ValidatedAt.Format(time.RFC3339))
+	return nil
+}
+
+func printProviders(w io.Writer, raw json.RawMessage) error {
+	var ps list[providerConn]
+	if err := json.Unmarshal(raw, &ps); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "PROVIDER\tADMIN KEY\tCHECKED")
+	for _, p := range ps.Data {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", p.Provider, p.KeyHint, p.ValidatedAt.Format(time.RFC3339))
+	}
+	return nil
+}
+
+func printAudit(w io.Writer, raw json.RawMessage) error {
+	var es list[struct {
+		Seq    uint64    `json:"seq"`
+		At     time.Time `json:"at"`
+		Actor  string    `json:"actor"`
+		Action string    `json:"action"`
+		Target struct {
+			Type string `json:"type"`
+			ID   string `json:"id"`
+		} `json:"target"`
+		RemoteIP string `json:"remote_ip"`
+	}]
+	if err := json.Unmarshal(raw, &es); err != nil {
+		return err
+	}
+	fmt.Fprintln(w, "SEQ\tTIME\tACTOR\tACTION\tTARGET\tFROM")
+	for _, e := range es.Data {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s/%s\t%s\n", e.Seq, e.At.Format(time.RFC3339), e.Actor, e.Action, e.Target.Type, e.Target.ID, e.RemoteIP)
 	}
 	return nil
 }
