@@ -20,7 +20,7 @@ func BenchmarkLockLatency(b *testing.B) {
 	const email = "bench@example.com"
 	agent := enrollAgent(b, env, cp, email)
 	agent.start(b)
-	waitFor(b, "the device to come online", 30*time.Second, func() bool {
+	waitAPI(b, "the device to come online", 30*time.Second, func() bool {
 		var list struct{ Data []deviceResp }
 		cp.call(b, "GET", "/v1/devices?email="+email, nil, &list)
 		return len(list.Data) == 1 && list.Data[0].Online

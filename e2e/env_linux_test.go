@@ -362,6 +362,11 @@ func startControlPlane(t testing.TB, env *netEnv, databaseURL string) *controlPl
 	cp.args = []string{
 		"--data-dir", dataDir, "--api-addr", apiAddr, "--agent-addr", cp.agentAddr, "--ops-addr", opsAddr,
 		"--tls-hosts", "127.0.0.1," + env.cpIP, "--log-format", "text", "--log-level", "debug",
+		// The tests' fake providers live on the namespace's loopback.
+		"--allow-provider-base-url",
+		// Crash tests: a job left running by a killed server is picked up
+		// again after seconds, not the production minute and a half.
+		"--job-timeout", "5s", "--job-rescue-after", "8s",
 	}
 	if databaseURL != "" {
 		cp.args = append(cp.args, "--database-url", databaseURL)
@@ -500,15 +505,28 @@ func (a *agentProc) start(t testing.TB) {
 		"--state-dir", a.stateDir, "--log-format", "text", "--log-level", "debug")
 }
 
-// waitFor polls cond until it holds or the deadline passes, and returns how long it took.
+// waitFor polls cond every 5 ms (fine enough to measure a lock) until it
+// holds or the deadline passes, and returns how long it took.
 func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	return waitEvery(t, what, timeout, 5*time.Millisecond, cond)
+}
+
+// waitAPI polls the admin API at a pace an operator's script would, well
+// inside its rate limit.
+func waitAPI(t testing.TB, what string, timeout time.Duration, cond func() bool) time.Duration {
+	t.Helper()
+	return waitEvery(t, what, timeout, 100*time.Millisecond, cond)
+}
+
+func waitEvery(t testing.TB, what string, timeout, every time.Duration, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for time.Since(start) < timeout {
 		if cond() {
 			return time.Since(start)
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(every)
 	}
 	t.Fatalf("timed out after %v waiting for %s", timeout, what)
 	return 0

@@ -52,7 +52,7 @@ func testLockLifecycle(t *testing.T, env *netEnv, cp *controlPlane) {
 	agent.start(t)
 
 	var dev deviceResp
-	waitFor(t, "the device to come online", 30*time.Second, func() bool {
+	waitAPI(t, "the device to come online", 30*time.Second, func() bool {
 		var list struct{ Data []deviceResp }
 		cp.call(t, "GET", "/v1/devices?email="+email, nil, &list)
 		if len(list.Data) == 1 && list.Data[0].Online {
@@ -99,7 +99,7 @@ func testLockLifecycle(t *testing.T, env *netEnv, cp *controlPlane) {
 	if ok, refused, err := env.reachable(env.llmDNSAddr); ok || !refused {
 		t.Errorf("after the lock, api.anthropic.com (%s): reachable=%v refused=%v err=%v; want refused", env.llmDNSAddr, ok, refused, err)
 	}
-	waitFor(t, "the lock to be acknowledged as applied", 10*time.Second, func() bool {
+	waitAPI(t, "the lock to be acknowledged as applied", 10*time.Second, func() bool {
 		var got lockoutResp
 		cp.call(t, "GET", "/v1/lockouts/"+lo.ID, nil, &got)
 		return len(got.Devices) == 1 && got.Devices[0].State == "applied"
@@ -139,7 +139,7 @@ func testLockLifecycle(t *testing.T, env *netEnv, cp *controlPlane) {
 	if ok, refused, err := env.llmReachable(); ok || !refused {
 		t.Fatalf("after restarting the agent: reachable=%v refused=%v err=%v; want refused", ok, refused, err)
 	}
-	waitFor(t, "the restarted agent to reconnect", 30*time.Second, func() bool {
+	waitAPI(t, "the restarted agent to reconnect", 30*time.Second, func() bool {
 		var d deviceResp
 		cp.call(t, "GET", "/v1/devices/"+dev.ID, nil, &d)
 		return d.Online && d.LockState == "locked" && d.EnforcementActive
@@ -158,7 +158,7 @@ func testLockLifecycle(t *testing.T, env *netEnv, cp *controlPlane) {
 		return !ok && refused
 	})
 	t.Logf("lock re-applied %v after the table was deleted", restored)
-	waitFor(t, "the tamper event to reach the control plane", 10*time.Second, func() bool {
+	waitAPI(t, "the tamper event to reach the control plane", 10*time.Second, func() bool {
 		return cp.metric(t, "toktra_tamper_events_total") > tamperBefore
 	})
 

@@ -57,6 +57,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&cfg.OpsAddr, "ops-addr", envOr("TOKTRA_OPS_ADDR", "127.0.0.1:9090"), "health, readiness and metrics (plain HTTP) listen address")
 	fs.StringVar(&cfg.KMSKeyID, "kms-key-id", os.Getenv("TOKTRA_KMS_KEY_ID"), "AWS KMS key (id, ARN or alias) that wraps secrets at rest; empty for the local key file in the data dir")
 	fs.BoolVar(&cfg.AllowProviderBaseURL, "allow-provider-base-url", os.Getenv("TOKTRA_ALLOW_PROVIDER_BASE_URL") == "true", "let admins point provider connections at another API root (tests, gateways)")
+	fs.DurationVar(&cfg.JobTimeout, "job-timeout", 0, "longest one attempt of a lockout step may run (default 60s)")
+	fs.DurationVar(&cfg.JobRescueAfter, "job-rescue-after", 0, "how long a step left running by a crashed replica waits before it is run again (default 90s; must exceed --job-timeout)")
 	trusted := fs.String("trusted-proxies", os.Getenv("TOKTRA_TRUSTED_PROXIES"), "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client")
 	tlsHosts := fs.String("tls-hosts", envOr("TOKTRA_TLS_HOSTS", defaultTLSHosts()), "comma-separated names and IPs the server certificate covers")
 	logFormat := fs.String("log-format", "auto", "log format: json, text or auto")

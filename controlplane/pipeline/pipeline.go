@@ -66,6 +66,12 @@ type Config struct {
 	// first revocation attempts (default 5s): a slow provider never delays
 	// it more than that, a fast one not at all.
 	LockGrace time.Duration
+	// JobTimeout bounds one attempt of one job (default 60s).
+	JobTimeout time.Duration
+	// RescueAfter is how long a job may stay running before it is taken to
+	// have died with its process (a crash) and is run again (default 90s;
+	// at least JobTimeout, so a slow attempt is never run twice at once).
+	RescueAfter time.Duration
 	// PollInterval is how often idle workers look for jobs when no
 	// notification arrives (default 200ms; SQLite has no notifications
 	// between processes, so this bounds how soon a job starts there).
@@ -102,6 +108,11 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Pipeline, error)
 	cfg.RetryMax = orDefault(cfg.RetryMax, 5*time.Minute)
 	cfg.LockGrace = orDefault(cfg.LockGrace, 5*time.Second)
 	cfg.PollInterval = orDefault(cfg.PollInterval, 200*time.Millisecond)
+	cfg.JobTimeout = orDefault(cfg.JobTimeout, 60*time.Second)
+	cfg.RescueAfter = orDefault(cfg.RescueAfter, 90*time.Second)
+	if cfg.RescueAfter <= cfg.JobTimeout {
+		return nil, fmt.Errorf("pipeline: rescue-after (%s) must be longer than the job timeout (%s)", cfg.RescueAfter, cfg.JobTimeout)
+	}
 	p := &Pipeline{cfg: cfg, log: cfg.Logger.With("component", "pipeline"), metrics: newMetrics(cfg.Registerer)}
 
 	workers := river.NewWorkers()
@@ -117,8 +128,8 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Pipeline, error)
 		Logger:               p.log,
 		FetchPollInterval:    cfg.PollInterval,
 		FetchCooldown:        10 * time.Millisecond,
-		JobTimeout:           2 * time.Minute,
-		RescueStuckJobsAfter: 5 * time.Minute,
+		JobTimeout:           cfg.JobTimeout,
+		RescueStuckJobsAfter: cfg.RescueAfter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating job client: %w", err)

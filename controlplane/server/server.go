@@ -62,6 +62,10 @@ type Config struct {
 	// AllowProviderBaseURL lets admins point a provider connection at
 	// another API root (tests, gateways); off in production.
 	AllowProviderBaseURL bool
+	// JobTimeout and JobRescueAfter tune the lockout pipeline's jobs: how
+	// long one attempt may run, and how long a job left running by a
+	// crashed process waits before another picks it up (zero: defaults).
+	JobTimeout, JobRescueAfter time.Duration
 	// TrustedProxies may name the client in X-Forwarded-For (rate limits,
 	// audit); empty trusts none.
 	TrustedProxies []netip.Prefix
@@ -127,7 +131,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	provOpts := providerOptions(cfg.Logger, cfg.Clock)
 	pl, err := openPipeline(ctx, st, pipeline.Config{
 		Store: st, Issuer: issuer, Clock: cfg.Clock, Logger: cfg.Logger, Registerer: reg,
-		Connect: providerConnector(sealer, provOpts),
+		Connect: providerConnector(sealer, provOpts), JobTimeout: cfg.JobTimeout, RescueAfter: cfg.JobRescueAfter,
 	})
 	if err != nil {
 		st.Close()

@@ -10,6 +10,7 @@ package fakeanthropic
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -56,7 +57,11 @@ type Fake struct {
 }
 
 // New starts a fake accepting adminKey.
-func New(adminKey string) *Fake {
+func New(adminKey string) *Fake { return NewOn(adminKey, nil) }
+
+// NewOn is New serving on ln (for instance a listener opened in a network
+// namespace of the test's); nil means a fresh loopback listener.
+func NewOn(adminKey string, ln net.Listener) *Fake {
 	f := &Fake{key: adminKey, MaxPage: 1000, members: map[string][]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/organizations/users", f.listUsers)
@@ -68,7 +73,12 @@ func New(adminKey string) *Fake {
 	mux.HandleFunc("DELETE /v1/organizations/workspaces/{wid}/members/{uid}", f.deleteMember)
 	mux.HandleFunc("GET /v1/organizations/api_keys", f.listKeys)
 	mux.HandleFunc("POST /v1/organizations/api_keys/{id}", f.updateKey)
-	f.srv = httptest.NewServer(f.guard(mux))
+	f.srv = httptest.NewUnstartedServer(f.guard(mux))
+	if ln != nil {
+		f.srv.Listener.Close()
+		f.srv.Listener = ln
+	}
+	f.srv.Start()
 	return f
 }
 
@@ -80,6 +90,7 @@ func (f *Fake) Close() { f.srv.Close() }
 
 func (f *Fake) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.Wait(r)
 		f.Mu.Lock()
 		defer f.Mu.Unlock()
 		rid := ""

@@ -30,6 +30,61 @@ type Server struct {
 	seq    int
 	calls  []Call
 	faults []*Fault
+
+	gateMu sync.Mutex
+	gates  []*gate
+}
+
+type gate struct {
+	method, prefix string
+	held           chan struct{} // closed when the first request waits
+	release        chan struct{}
+	once           sync.Once
+}
+
+// Hold makes requests matching method and pathPrefix wait until release
+// is called: a test can stop the caller (say, kill the control plane)
+// while a call is in flight. held is closed when the first one waits.
+func (s *Server) Hold(method, pathPrefix string) (held <-chan struct{}, release func()) {
+	g := &gate{method: method, prefix: pathPrefix, held: make(chan struct{}), release: make(chan struct{})}
+	s.gateMu.Lock()
+	s.gates = append(s.gates, g)
+	s.gateMu.Unlock()
+	var once sync.Once
+	return g.held, func() {
+		once.Do(func() {
+			close(g.release)
+			s.gateMu.Lock()
+			defer s.gateMu.Unlock()
+			for i, x := range s.gates {
+				if x == g {
+					s.gates = append(s.gates[:i], s.gates[i+1:]...)
+					break
+				}
+			}
+		})
+	}
+}
+
+// Wait blocks r while a Hold matches it. Call it before taking Mu.
+func (s *Server) Wait(r *http.Request) {
+	s.gateMu.Lock()
+	var match *gate
+	for _, g := range s.gates {
+		if (g.method == "" || g.method == r.Method) && strings.HasPrefix(r.URL.Path, g.prefix) {
+			match = g
+			break
+		}
+	}
+	s.gateMu.Unlock()
+	if match == nil {
+		return
+	}
+	match.once.Do(func() { close(match.held) })
+	select {
+	case <-match.release:
+	case <-r.Context().Done():
+	}
 }
 
 // Inject queues a fault.

@@ -11,6 +11,7 @@ package fakeopenai
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -57,7 +58,11 @@ type Fake struct {
 }
 
 // New starts a fake accepting adminKey.
-func New(adminKey string) *Fake {
+func New(adminKey string) *Fake { return NewOn(adminKey, nil) }
+
+// NewOn is New serving on ln (for instance a listener opened in a network
+// namespace of the test's); nil means a fresh loopback listener.
+func NewOn(adminKey string, ln net.Listener) *Fake {
 	f := &Fake{key: adminKey, MaxPage: 100, members: map[string][]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/organization/users", f.listUsers)
@@ -69,7 +74,12 @@ func New(adminKey string) *Fake {
 	mux.HandleFunc("DELETE /v1/organization/projects/{pid}/users/{id}", f.deleteProjectUser)
 	mux.HandleFunc("GET /v1/organization/projects/{pid}/api_keys", f.listKeys)
 	mux.HandleFunc("DELETE /v1/organization/projects/{pid}/api_keys/{id}", f.deleteKey)
-	f.srv = httptest.NewServer(f.guard(mux))
+	f.srv = httptest.NewUnstartedServer(f.guard(mux))
+	if ln != nil {
+		f.srv.Listener.Close()
+		f.srv.Listener = ln
+	}
+	f.srv.Start()
 	return f
 }
 
@@ -83,6 +93,7 @@ func (f *Fake) Close() { f.srv.Close() }
 // admin-key check. It holds the state lock for the whole request.
 func (f *Fake) guard(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.Wait(r)
 		f.Mu.Lock()
 		defer f.Mu.Unlock()
 		if fault := f.Begin(w, r, "x-request-id"); fault != nil {
