@@ -28,7 +28,9 @@ var (
 
 // CreateOrg creates an org with a new id.
 func (s *Store) CreateOrg(ctx context.Context, p store.CreateOrgParams) (store.Org, error) {
-	o, err := scanOrg(s.q.QueryRow(ctx, qCreateOrg, store.NewID("org"), p.Name, ts(p.CreatedAt)))
+	// The org's own id scopes its insert: the policy on orgs admits only it.
+	id := store.NewID("org")
+	o, err := orgRow(ctx, s, id, scanOrg, qCreateOrg, id, p.Name, ts(p.CreatedAt))
 	if err != nil {
 		return store.Org{}, fmt.Errorf("creating org %q: %w", p.Name, translate(err))
 	}
@@ -37,7 +39,7 @@ func (s *Store) CreateOrg(ctx context.Context, p store.CreateOrgParams) (store.O
 
 // GetOrg returns the org with the given id.
 func (s *Store) GetOrg(ctx context.Context, orgID string) (store.Org, error) {
-	o, err := scanOrg(s.q.QueryRow(ctx, qGetOrg, orgID))
+	o, err := orgRow(ctx, s, orgID, scanOrg, qGetOrg, orgID)
 	if err != nil {
 		return store.Org{}, fmt.Errorf("getting org %s: %w", orgID, translate(err))
 	}
@@ -56,15 +58,17 @@ func scanOrg(r rowScanner) (store.Org, error) {
 
 // CreateAPIKey stores a key by the hash of its secret.
 func (s *Store) CreateAPIKey(ctx context.Context, p store.CreateAPIKeyParams) (store.APIKey, error) {
-	k, err := scanAPIKey(s.q.QueryRow(ctx, qCreateAPIKey,
-		store.NewID("key"), p.OrgID, p.Name, string(p.Scope), p.Hash, ts(p.CreatedAt), optTS(p.ExpiresAt)))
+	k, err := orgRow(ctx, s, p.OrgID, scanAPIKey, qCreateAPIKey,
+		store.NewID("key"), p.OrgID, p.Name, string(p.Scope), p.Hash, ts(p.CreatedAt), optTS(p.ExpiresAt))
 	if err != nil {
 		return store.APIKey{}, fmt.Errorf("creating api key in org %s: %w", p.OrgID, translate(err))
 	}
 	return k, nil
 }
 
-// GetAPIKeyByHash finds a key by the SHA-256 of its secret, in any org.
+// GetAPIKeyByHash finds a key by the SHA-256 of its secret, in any org. No
+// org is set: the key is what establishes it, so the lookup goes through a
+// function that returns only the key with that hash (migration 004).
 func (s *Store) GetAPIKeyByHash(ctx context.Context, hash []byte) (store.APIKey, error) {
 	k, err := scanAPIKey(s.q.QueryRow(ctx, qGetAPIKeyByHash, hash))
 	if err != nil {
@@ -75,7 +79,7 @@ func (s *Store) GetAPIKeyByHash(ctx context.Context, hash []byte) (store.APIKey,
 
 // ListAPIKeys returns the org's keys, oldest first.
 func (s *Store) ListAPIKeys(ctx context.Context, orgID string) ([]store.APIKey, error) {
-	ks, err := queryList(ctx, s.q, qListAPIKeys, scanAPIKey, orgID)
+	ks, err := orgList(ctx, s, orgID, scanAPIKey, qListAPIKeys, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("listing api keys of org %s: %w", orgID, translate(err))
 	}
@@ -84,7 +88,7 @@ func (s *Store) ListAPIKeys(ctx context.Context, orgID string) ([]store.APIKey, 
 
 // RevokeAPIKey marks the key revoked at the given time (the first time wins).
 func (s *Store) RevokeAPIKey(ctx context.Context, orgID, id string, at time.Time) error {
-	if err := execOne(ctx, s.q, qRevokeAPIKey, orgID, id, ts(at)); err != nil {
+	if err := s.orgExecOne(ctx, orgID, qRevokeAPIKey, orgID, id, ts(at)); err != nil {
 		return fmt.Errorf("revoking api key %s: %w", id, err)
 	}
 	return nil
@@ -107,15 +111,17 @@ func scanAPIKey(r rowScanner) (store.APIKey, error) {
 
 // CreateEnrollmentSecret stores a secret by the hash of its value.
 func (s *Store) CreateEnrollmentSecret(ctx context.Context, p store.CreateEnrollmentSecretParams) (store.EnrollmentSecret, error) {
-	e, err := scanEnrollmentSecret(s.q.QueryRow(ctx, qCreateEnrollmentSecret,
-		store.NewID("enr"), p.OrgID, p.Name, p.Hash, ts(p.CreatedAt), optTS(p.ExpiresAt)))
+	e, err := orgRow(ctx, s, p.OrgID, scanEnrollmentSecret, qCreateEnrollmentSecret,
+		store.NewID("enr"), p.OrgID, p.Name, p.Hash, ts(p.CreatedAt), optTS(p.ExpiresAt))
 	if err != nil {
 		return store.EnrollmentSecret{}, fmt.Errorf("creating enrollment secret in org %s: %w", p.OrgID, translate(err))
 	}
 	return e, nil
 }
 
-// GetEnrollmentSecretByHash finds a secret by the SHA-256 of its value, in any org.
+// GetEnrollmentSecretByHash finds a secret by the SHA-256 of its value, in
+// any org, through a function that returns only the secret with that hash
+// (migration 004), as GetAPIKeyByHash does.
 func (s *Store) GetEnrollmentSecretByHash(ctx context.Context, hash []byte) (store.EnrollmentSecret, error) {
 	e, err := scanEnrollmentSecret(s.q.QueryRow(ctx, qGetEnrollmentSecretByHash, hash))
 	if err != nil {
@@ -126,7 +132,7 @@ func (s *Store) GetEnrollmentSecretByHash(ctx context.Context, hash []byte) (sto
 
 // ListEnrollmentSecrets returns the org's secrets, oldest first.
 func (s *Store) ListEnrollmentSecrets(ctx context.Context, orgID string) ([]store.EnrollmentSecret, error) {
-	es, err := queryList(ctx, s.q, qListEnrollmentSecrets, scanEnrollmentSecret, orgID)
+	es, err := orgList(ctx, s, orgID, scanEnrollmentSecret, qListEnrollmentSecrets, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("listing enrollment secrets of org %s: %w", orgID, translate(err))
 	}
@@ -136,7 +142,7 @@ func (s *Store) ListEnrollmentSecrets(ctx context.Context, orgID string) ([]stor
 // RevokeEnrollmentSecret marks the secret revoked at the given time (the
 // first time wins).
 func (s *Store) RevokeEnrollmentSecret(ctx context.Context, orgID, id string, at time.Time) error {
-	if err := execOne(ctx, s.q, qRevokeEnrollmentSecret, orgID, id, ts(at)); err != nil {
+	if err := s.orgExecOne(ctx, orgID, qRevokeEnrollmentSecret, orgID, id, ts(at)); err != nil {
 		return fmt.Errorf("revoking enrollment secret %s: %w", id, err)
 	}
 	return nil
@@ -158,8 +164,8 @@ func scanEnrollmentSecret(r rowScanner) (store.EnrollmentSecret, error) {
 // UpsertUser creates the user or returns the one with that email.
 func (s *Store) UpsertUser(ctx context.Context, p store.UpsertUserParams) (store.User, error) {
 	email := strings.ToLower(p.Email)
-	u, err := scanUser(s.q.QueryRow(ctx, qUpsertUser,
-		store.NewID("usr"), p.OrgID, email, p.Name, ts(p.CreatedAt)))
+	u, err := orgRow(ctx, s, p.OrgID, scanUser, qUpsertUser,
+		store.NewID("usr"), p.OrgID, email, p.Name, ts(p.CreatedAt))
 	if err != nil {
 		return store.User{}, fmt.Errorf("upserting user %s in org %s: %w", email, p.OrgID, translate(err))
 	}
@@ -168,7 +174,7 @@ func (s *Store) UpsertUser(ctx context.Context, p store.UpsertUserParams) (store
 
 // GetUser returns the org's user with the given id.
 func (s *Store) GetUser(ctx context.Context, orgID, id string) (store.User, error) {
-	u, err := scanUser(s.q.QueryRow(ctx, qGetUser, orgID, id))
+	u, err := orgRow(ctx, s, orgID, scanUser, qGetUser, orgID, id)
 	if err != nil {
 		return store.User{}, fmt.Errorf("getting user %s: %w", id, translate(err))
 	}
@@ -178,7 +184,7 @@ func (s *Store) GetUser(ctx context.Context, orgID, id string) (store.User, erro
 // GetUserByEmail returns the org's user with the email, compared
 // case-insensitively.
 func (s *Store) GetUserByEmail(ctx context.Context, orgID, email string) (store.User, error) {
-	u, err := scanUser(s.q.QueryRow(ctx, qGetUserByEmail, orgID, strings.ToLower(email)))
+	u, err := orgRow(ctx, s, orgID, scanUser, qGetUserByEmail, orgID, strings.ToLower(email))
 	if err != nil {
 		return store.User{}, fmt.Errorf("getting user %s: %w", email, translate(err))
 	}
@@ -187,7 +193,7 @@ func (s *Store) GetUserByEmail(ctx context.Context, orgID, email string) (store.
 
 // ListUsers returns the org's users by email.
 func (s *Store) ListUsers(ctx context.Context, orgID string) ([]store.User, error) {
-	us, err := queryList(ctx, s.q, qListUsers, scanUser, orgID)
+	us, err := orgList(ctx, s, orgID, scanUser, qListUsers, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("listing users of org %s: %w", orgID, translate(err))
 	}

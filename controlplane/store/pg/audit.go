@@ -24,7 +24,7 @@ var (
 // COMMITTED that read sees every earlier append, so the chain never forks.
 func (s *Store) AppendAudit(ctx context.Context, p store.AppendAuditParams) (store.AuditEntry, error) {
 	var e store.AuditEntry
-	err := pgx.BeginFunc(ctx, s.q, func(tx pgx.Tx) error {
+	err := s.inOrgAtomic(ctx, p.OrgID, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, qLockAuditChain, p.OrgID); err != nil {
 			return fmt.Errorf("locking the chain: %w", err)
 		}
@@ -64,7 +64,7 @@ func (s *Store) ListAudit(ctx context.Context, p store.ListAuditParams) (store.A
 		}
 	}
 	// One row more than the page tells whether another page follows.
-	es, err := queryList(ctx, s.q, qListAudit, scanAuditEntry,
+	es, err := orgList(ctx, s, p.OrgID, scanAuditEntry, qListAudit,
 		p.OrgID, int64(after), p.Actor, p.Action, p.TargetType, p.TargetID,
 		optTS(p.From), optTS(p.To), limit+1)
 	if err != nil {

@@ -33,7 +33,7 @@ func (s *Store) InsertCommand(ctx context.Context, p store.InsertCommandParams) 
 		return store.Command{}, fmt.Errorf("inserting command for device %s: no Sign function", p.DeviceID)
 	}
 	var c store.Command
-	err := pgx.BeginFunc(ctx, s.q, func(tx pgx.Tx) error {
+	err := s.inOrgAtomic(ctx, p.OrgID, func(tx pgx.Tx) error {
 		var seq int64
 		if err := tx.QueryRow(ctx, qAllocateCommandSeq, p.OrgID, p.DeviceID).Scan(&seq); err != nil {
 			return fmt.Errorf("allocating sequence: %w", translate(err))
@@ -60,7 +60,7 @@ func (s *Store) InsertCommand(ctx context.Context, p store.InsertCommandParams) 
 
 // GetCommand returns one of the device's commands.
 func (s *Store) GetCommand(ctx context.Context, orgID, deviceID string, seq uint64) (store.Command, error) {
-	c, err := scanCommand(s.q.QueryRow(ctx, qGetCommand, orgID, deviceID, int64(seq)))
+	c, err := orgRow(ctx, s, orgID, scanCommand, qGetCommand, orgID, deviceID, int64(seq))
 	if err != nil {
 		return store.Command{}, fmt.Errorf("getting command %d of device %s: %w", seq, deviceID, translate(err))
 	}
@@ -70,7 +70,7 @@ func (s *Store) GetCommand(ctx context.Context, orgID, deviceID string, seq uint
 // ListUnackedCommands returns the device's pending and delivered commands
 // in sequence order.
 func (s *Store) ListUnackedCommands(ctx context.Context, orgID, deviceID string) ([]store.Command, error) {
-	cs, err := queryList(ctx, s.q, qListUnackedCommands, scanCommand, orgID, deviceID)
+	cs, err := orgList(ctx, s, orgID, scanCommand, qListUnackedCommands, orgID, deviceID)
 	if err != nil {
 		return nil, fmt.Errorf("listing unacknowledged commands of device %s: %w", deviceID, translate(err))
 	}
@@ -79,11 +79,15 @@ func (s *Store) ListUnackedCommands(ctx context.Context, orgID, deviceID string)
 
 // MarkCommandDelivered moves a pending command to delivered (no-op otherwise).
 func (s *Store) MarkCommandDelivered(ctx context.Context, orgID, deviceID string, seq uint64, at time.Time) error {
-	err := execOne(ctx, s.q, qMarkCommandDelivered, orgID, deviceID, int64(seq), ts(at))
-	if errors.Is(err, store.ErrNotFound) {
-		// Not pending: fine if the command exists at all.
-		_, err = s.GetCommand(ctx, orgID, deviceID, seq)
-	}
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		err := execOne(ctx, tx, qMarkCommandDelivered, orgID, deviceID, int64(seq), ts(at))
+		if errors.Is(err, store.ErrNotFound) {
+			// Not pending: fine if the command exists at all.
+			_, err = scanCommand(tx.QueryRow(ctx, qGetCommand, orgID, deviceID, int64(seq)))
+			err = translate(err)
+		}
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("marking command %d of device %s delivered: %w", seq, deviceID, err)
 	}
@@ -97,12 +101,17 @@ func (s *Store) AckCommand(ctx context.Context, p store.AckCommandParams) (store
 	if p.Applied {
 		state = store.CommandApplied
 	}
-	c, err := scanCommand(s.q.QueryRow(ctx, qAckCommand, p.OrgID, p.DeviceID, int64(p.Seq),
-		string(state), p.Reason, p.Detail, ts(p.At)))
-	if errors.Is(err, pgx.ErrNoRows) {
-		// Already acknowledged (or absent, which GetCommand reports).
-		c, err = scanCommand(s.q.QueryRow(ctx, qGetCommand, p.OrgID, p.DeviceID, int64(p.Seq)))
-	}
+	var c store.Command
+	err := s.inOrg(ctx, p.OrgID, func(tx pgx.Tx) error {
+		var err error
+		c, err = scanCommand(tx.QueryRow(ctx, qAckCommand, p.OrgID, p.DeviceID, int64(p.Seq),
+			string(state), p.Reason, p.Detail, ts(p.At)))
+		if errors.Is(err, pgx.ErrNoRows) {
+			// Already acknowledged (or absent, which GetCommand reports).
+			c, err = scanCommand(tx.QueryRow(ctx, qGetCommand, p.OrgID, p.DeviceID, int64(p.Seq)))
+		}
+		return err
+	})
 	if err != nil {
 		return store.Command{}, fmt.Errorf("acknowledging command %d of device %s: %w", p.Seq, p.DeviceID, translate(err))
 	}
@@ -112,7 +121,7 @@ func (s *Store) AckCommand(ctx context.Context, p store.AckCommandParams) (store
 // ListCommandsByLockout returns the commands issued for a lockout, by device
 // then sequence.
 func (s *Store) ListCommandsByLockout(ctx context.Context, orgID, lockoutID string) ([]store.Command, error) {
-	cs, err := queryList(ctx, s.q, qListCommandsByLockout, scanCommand, orgID, lockoutID)
+	cs, err := orgList(ctx, s, orgID, scanCommand, qListCommandsByLockout, orgID, lockoutID)
 	if err != nil {
 		return nil, fmt.Errorf("listing commands of lockout %s: %w", lockoutID, translate(err))
 	}
@@ -120,7 +129,8 @@ func (s *Store) ListCommandsByLockout(ctx context.Context, orgID, lockoutID stri
 }
 
 // CountCommandsByState counts commands across all orgs; every state is
-// present in the map, zero included.
+// present in the map, zero included. No org is set: a function that returns
+// only the counts reads every org's commands (migration 004).
 func (s *Store) CountCommandsByState(ctx context.Context) (map[store.CommandState]int64, error) {
 	type stateCount struct {
 		state string

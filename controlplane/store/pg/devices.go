@@ -21,9 +21,9 @@ var (
 
 // CreateDevice records an enrolled device.
 func (s *Store) CreateDevice(ctx context.Context, p store.CreateDeviceParams) (store.Device, error) {
-	d, err := scanDevice(s.q.QueryRow(ctx, qCreateDevice,
+	d, err := orgRow(ctx, s, p.OrgID, scanDevice, qCreateDevice,
 		store.NewID("dev"), p.OrgID, optString(p.UserID), p.Hostname, p.OS, p.OSVersion, p.Arch,
-		p.Serial, p.AgentVersion, ts(p.CreatedAt)))
+		p.Serial, p.AgentVersion, ts(p.CreatedAt))
 	if err != nil {
 		return store.Device{}, fmt.Errorf("creating device %q in org %s: %w", p.Hostname, p.OrgID, translate(err))
 	}
@@ -32,7 +32,7 @@ func (s *Store) CreateDevice(ctx context.Context, p store.CreateDeviceParams) (s
 
 // GetDevice returns the org's device with the given id.
 func (s *Store) GetDevice(ctx context.Context, orgID, id string) (store.Device, error) {
-	d, err := scanDevice(s.q.QueryRow(ctx, qGetDevice, orgID, id))
+	d, err := orgRow(ctx, s, orgID, scanDevice, qGetDevice, orgID, id)
 	if err != nil {
 		return store.Device{}, fmt.Errorf("getting device %s: %w", id, translate(err))
 	}
@@ -41,7 +41,7 @@ func (s *Store) GetDevice(ctx context.Context, orgID, id string) (store.Device, 
 
 // ListDevices returns the org's devices, oldest first.
 func (s *Store) ListDevices(ctx context.Context, p store.ListDevicesParams) ([]store.Device, error) {
-	ds, err := queryList(ctx, s.q, qListDevices, scanDevice, p.OrgID, p.UserID, p.IncludeRevoked)
+	ds, err := orgList(ctx, s, p.OrgID, scanDevice, qListDevices, p.OrgID, p.UserID, p.IncludeRevoked)
 	if err != nil {
 		return nil, fmt.Errorf("listing devices of org %s: %w", p.OrgID, translate(err))
 	}
@@ -50,7 +50,7 @@ func (s *Store) ListDevices(ctx context.Context, p store.ListDevicesParams) ([]s
 
 // SetDeviceCert records the certificate a device now holds.
 func (s *Store) SetDeviceCert(ctx context.Context, p store.SetDeviceCertParams) error {
-	if err := execOne(ctx, s.q, qSetDeviceCert, p.OrgID, p.DeviceID, p.CertSerial, optTS(p.CertNotAfter)); err != nil {
+	if err := s.orgExecOne(ctx, p.OrgID, qSetDeviceCert, p.OrgID, p.DeviceID, p.CertSerial, optTS(p.CertNotAfter)); err != nil {
 		return fmt.Errorf("setting certificate of device %s: %w", p.DeviceID, err)
 	}
 	return nil
@@ -66,7 +66,7 @@ func (s *Store) RecordDeviceState(ctx context.Context, p store.RecordDeviceState
 	if p.Locked {
 		lock = store.LockStateLocked
 	}
-	if err := execOne(ctx, s.q, qRecordDeviceState, p.OrgID, p.DeviceID, p.AgentVersion,
+	if err := s.orgExecOne(ctx, p.OrgID, qRecordDeviceState, p.OrgID, p.DeviceID, p.AgentVersion,
 		enforcers, unsupported, string(lock), p.EnforcementActive, int64(p.LastAppliedSeq), ts(p.At)); err != nil {
 		return fmt.Errorf("recording state of device %s: %w", p.DeviceID, err)
 	}
@@ -75,7 +75,7 @@ func (s *Store) RecordDeviceState(ctx context.Context, p store.RecordDeviceState
 
 // SetDeviceConnected records whether the device's stream is open.
 func (s *Store) SetDeviceConnected(ctx context.Context, orgID, id string, connected bool, at time.Time) error {
-	if err := execOne(ctx, s.q, qSetDeviceConnected, orgID, id, connected, ts(at)); err != nil {
+	if err := s.orgExecOne(ctx, orgID, qSetDeviceConnected, orgID, id, connected, ts(at)); err != nil {
 		return fmt.Errorf("setting device %s connected=%t: %w", id, connected, err)
 	}
 	return nil
@@ -83,7 +83,7 @@ func (s *Store) SetDeviceConnected(ctx context.Context, orgID, id string, connec
 
 // RevokeDevice marks the device revoked at the given time (the first time wins).
 func (s *Store) RevokeDevice(ctx context.Context, orgID, id string, at time.Time) error {
-	if err := execOne(ctx, s.q, qRevokeDevice, orgID, id, ts(at)); err != nil {
+	if err := s.orgExecOne(ctx, orgID, qRevokeDevice, orgID, id, ts(at)); err != nil {
 		return fmt.Errorf("revoking device %s: %w", id, err)
 	}
 	return nil

@@ -111,7 +111,9 @@ func (s *Store) listen(ctx context.Context) {
 }
 
 // connectListener opens a connection of its own (not from the pool, which
-// could recycle it) and LISTENs on it.
+// could recycle it) and LISTENs on it. It stays the DSN's role rather than
+// toktra_app: it never touches a table, and a notice reaches every listener
+// of the channel whatever its role.
 func (s *Store) connectListener(ctx context.Context) (*pgx.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()

@@ -27,31 +27,45 @@ var (
 // between replicas: the loser's insert does nothing and it reads the winner's.
 func (s *Store) CreateLockout(ctx context.Context, p store.CreateLockoutParams) (store.Lockout, bool, error) {
 	const attempts = 10
-	for range attempts {
-		l, err := scanLockout(s.q.QueryRow(ctx, qCreateLockout,
-			store.NewID("lck"), p.OrgID, p.UserID, p.Trigger, ts(p.CreatedAt)))
-		if err == nil {
-			return l, true, nil
+	var (
+		l       store.Lockout
+		created bool
+	)
+	// One transaction, READ COMMITTED: each statement sees what other
+	// replicas committed before it, so the retries still make progress.
+	err := s.inOrg(ctx, p.OrgID, func(tx pgx.Tx) error {
+		for range attempts {
+			var err error
+			l, err = scanLockout(tx.QueryRow(ctx, qCreateLockout,
+				store.NewID("lck"), p.OrgID, p.UserID, p.Trigger, ts(p.CreatedAt)))
+			if err == nil {
+				created = true
+				return nil
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return translate(err)
+			}
+			l, err = scanLockout(tx.QueryRow(ctx, qGetOpenLockout, p.OrgID, p.UserID))
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return translate(err)
+			}
+			// The open lockout was overridden between the two statements: the
+			// next insert can succeed.
 		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return store.Lockout{}, false, fmt.Errorf("creating lockout of user %s: %w", p.UserID, translate(err))
-		}
-		l, err = scanLockout(s.q.QueryRow(ctx, qGetOpenLockout, p.OrgID, p.UserID))
-		if err == nil {
-			return l, false, nil
-		}
-		if !errors.Is(err, pgx.ErrNoRows) {
-			return store.Lockout{}, false, fmt.Errorf("creating lockout of user %s: %w", p.UserID, translate(err))
-		}
-		// The open lockout was overridden between the two statements: the
-		// next insert can succeed.
+		return fmt.Errorf("open lockout kept changing over %d attempts", attempts)
+	})
+	if err != nil {
+		return store.Lockout{}, false, fmt.Errorf("creating lockout of user %s: %w", p.UserID, err)
 	}
-	return store.Lockout{}, false, fmt.Errorf("creating lockout of user %s: open lockout kept changing over %d attempts", p.UserID, attempts)
+	return l, created, nil
 }
 
 // GetLockout returns the org's lockout with the given id.
 func (s *Store) GetLockout(ctx context.Context, orgID, id string) (store.Lockout, error) {
-	l, err := scanLockout(s.q.QueryRow(ctx, qGetLockout, orgID, id))
+	l, err := orgRow(ctx, s, orgID, scanLockout, qGetLockout, orgID, id)
 	if err != nil {
 		return store.Lockout{}, fmt.Errorf("getting lockout %s: %w", id, translate(err))
 	}
@@ -60,7 +74,7 @@ func (s *Store) GetLockout(ctx context.Context, orgID, id string) (store.Lockout
 
 // ListLockouts returns the org's lockouts, oldest first.
 func (s *Store) ListLockouts(ctx context.Context, orgID string) ([]store.Lockout, error) {
-	ls, err := queryList(ctx, s.q, qListLockouts, scanLockout, orgID)
+	ls, err := orgList(ctx, s, orgID, scanLockout, qListLockouts, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("listing lockouts of org %s: %w", orgID, translate(err))
 	}
@@ -70,12 +84,17 @@ func (s *Store) ListLockouts(ctx context.Context, orgID string) ([]store.Lockout
 // OverrideLockout closes an open lockout; a lockout that is not open gives
 // store.ErrConflict.
 func (s *Store) OverrideLockout(ctx context.Context, p store.OverrideLockoutParams) (store.Lockout, error) {
-	l, err := scanLockout(s.q.QueryRow(ctx, qOverrideLockout, p.OrgID, p.ID, p.Reason, p.Actor, ts(p.At)))
-	if errors.Is(err, pgx.ErrNoRows) {
-		if _, err = s.GetLockout(ctx, p.OrgID, p.ID); err == nil {
-			err = fmt.Errorf("%w: lockout is not open", store.ErrConflict)
+	var l store.Lockout
+	err := s.inOrg(ctx, p.OrgID, func(tx pgx.Tx) error {
+		var err error
+		l, err = scanLockout(tx.QueryRow(ctx, qOverrideLockout, p.OrgID, p.ID, p.Reason, p.Actor, ts(p.At)))
+		if errors.Is(err, pgx.ErrNoRows) {
+			if _, err = scanLockout(tx.QueryRow(ctx, qGetLockout, p.OrgID, p.ID)); err == nil {
+				err = fmt.Errorf("%w: lockout is not open", store.ErrConflict)
+			}
 		}
-	}
+		return err
+	})
 	if err != nil {
 		return store.Lockout{}, fmt.Errorf("overriding lockout %s: %w", p.ID, translate(err))
 	}
@@ -108,7 +127,9 @@ func (s *Store) GetPolicy(ctx context.Context, orgID string) (store.Policy, erro
 		domains, cidrs []byte
 		updated        *time.Time
 	)
-	err := s.q.QueryRow(ctx, qGetPolicy, orgID).Scan(&p.OrgID, &version, &domains, &cidrs, &updated)
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, qGetPolicy, orgID).Scan(&p.OrgID, &version, &domains, &cidrs, &updated)
+	})
 	if err != nil {
 		return store.Policy{}, fmt.Errorf("getting policy of org %s: %w", orgID, translate(err))
 	}
@@ -137,8 +158,10 @@ func (s *Store) PutPolicy(ctx context.Context, p store.PutPolicyParams) (store.P
 		gotD, gotC []byte
 		updated    time.Time
 	)
-	err = s.q.QueryRow(ctx, qPutPolicy, p.OrgID, domains, cidrs, ts(p.UpdatedAt)).
-		Scan(&out.OrgID, &version, &gotD, &gotC, &updated)
+	err = s.inOrg(ctx, p.OrgID, func(tx pgx.Tx) error {
+		return tx.QueryRow(ctx, qPutPolicy, p.OrgID, domains, cidrs, ts(p.UpdatedAt)).
+			Scan(&out.OrgID, &version, &gotD, &gotC, &updated)
+	})
 	if err != nil {
 		return store.Policy{}, fmt.Errorf("putting policy of org %s: %w", p.OrgID, translate(err))
 	}

@@ -8,6 +8,13 @@
 // commit, to every replica), and SubscribeCommands listens on a dedicated
 // connection that reconnects with backoff when it drops, telling subscribers
 // to reload since notices may have been missed.
+//
+// Tenant isolation is enforced twice. Every query filters by org, and every
+// method that takes an org runs in a transaction scoped to it
+// (toktra.org_id), under the toktra_app role, which owns nothing and sees
+// only that org's rows through Row-Level Security (migration 004). The few
+// lookups that must cross orgs go through SECURITY DEFINER functions that
+// return only what the lookup needs.
 package pg
 
 import (
@@ -46,6 +53,8 @@ var (
 	qHasSchemaMigration     = dialectQueries.MustGet("HasSchemaMigration")
 	qInsertSchemaMigration  = dialectQueries.MustGet("InsertSchemaMigration")
 	qPing                   = queries.MustGet("Ping")
+	qSetOrg                 = dialectQueries.MustGet("SetOrg")
+	qSetAppRole             = dialectQueries.MustGet("SetAppRole")
 )
 
 // migrationLockKey is the advisory lock that serializes migrations across
@@ -55,7 +64,9 @@ const migrationLockKey int64 = 0x746f6b7472610001
 // Store is the Postgres store.Store. It is safe for concurrent use.
 type Store struct {
 	pool *pgxpool.Pool
-	// q runs every query: the pool, or the transaction for a Store made by InTx.
+	// q runs the queries scoped to no org (Ping and the cross-org lookups):
+	// the pool, or the transaction for a Store made by InTx. Everything else
+	// goes through inOrg.
 	q   db
 	tx  pgx.Tx
 	hub *notice.Hub
@@ -87,10 +98,25 @@ func WithLogger(l *slog.Logger) Option {
 // Open connects to the database named by dsn (a libpq URL or key=value
 // string; pgxpool settings such as pool_max_conns are honoured) and brings
 // its schema up to date.
+//
+// The DSN's role is the schema owner: it runs the store's migrations and the
+// job queue's (River's), on a short-lived pool of its own, and must be able
+// to create the toktra_app role (CREATEROLE) the first time. Every query
+// after that runs as toktra_app, which owns nothing and is subject to
+// Row-Level Security: the pool's connections SET ROLE when they connect.
 func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parsing postgres dsn: %w", err)
+	}
+	if err := migrateAsOwner(ctx, cfg.Copy()); err != nil {
+		return nil, err
+	}
+	cfg.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		if _, err := c.Exec(ctx, qSetAppRole); err != nil {
+			return fmt.Errorf("switching to the application role: %w", err)
+		}
+		return nil
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -99,10 +125,6 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
 		return nil, fmt.Errorf("connecting to postgres: %w", err)
-	}
-	if err := migrate(ctx, pool); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("migrating postgres store: %w", err)
 	}
 	s := &Store{
 		pool:         pool,
@@ -117,6 +139,26 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
 		o(s)
 	}
 	return s, nil
+}
+
+// migrateAsOwner runs the migrations as the DSN's own role, which owns the
+// schema, before any connection switches to the application role.
+func migrateAsOwner(ctx context.Context, cfg *pgxpool.Config) error {
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("opening postgres pool: %w", err)
+	}
+	defer pool.Close()
+	if err := pool.Ping(ctx); err != nil {
+		return fmt.Errorf("connecting to postgres: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		return fmt.Errorf("migrating postgres store: %w", err)
+	}
+	if err := migrateJobQueue(ctx, pool); err != nil {
+		return fmt.Errorf("migrating the job queue: %w", err)
+	}
+	return nil
 }
 
 // migrate applies the embedded migrations not yet recorded in
@@ -227,6 +269,74 @@ func (s *Store) InTx(ctx context.Context, fn func(st store.Store, tx any) error)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		return fn(&Store{pool: s.pool, q: tx, tx: tx, hub: s.hub, log: s.log}, tx)
+	})
+}
+
+// inOrg runs fn in a transaction scoped to orgID: its first statement sets
+// toktra.org_id, so Row-Level Security shows fn only that org's rows and
+// refuses rows of any other, whatever fn's queries say. Outside InTx the
+// transaction is fn's own. Inside InTx fn shares InTx's transaction, which
+// is scoped again on every call, since successive calls may name different
+// orgs; the setting is transaction-local, so it ends with the transaction.
+func (s *Store) inOrg(ctx context.Context, orgID string, fn func(tx pgx.Tx) error) error {
+	if s.tx != nil {
+		if err := setOrg(ctx, s.tx, orgID); err != nil {
+			return err
+		}
+		return fn(s.tx)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := setOrg(ctx, tx, orgID); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+// inOrgAtomic is inOrg for a method whose statements must take effect
+// together or not at all even inside InTx, where fn runs in a savepoint.
+func (s *Store) inOrgAtomic(ctx context.Context, orgID string, fn func(tx pgx.Tx) error) error {
+	return s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		if s.tx == nil {
+			return fn(tx)
+		}
+		return pgx.BeginFunc(ctx, tx, fn)
+	})
+}
+
+func setOrg(ctx context.Context, tx pgx.Tx, orgID string) error {
+	if _, err := tx.Exec(ctx, qSetOrg, orgID); err != nil {
+		return fmt.Errorf("scoping the transaction to org %s: %w", orgID, err)
+	}
+	return nil
+}
+
+// orgRow runs a query of orgID's rows and scans the one row it returns.
+func orgRow[T any](ctx context.Context, s *Store, orgID string, scan func(rowScanner) (T, error), query string, args ...any) (T, error) {
+	var v T
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		var err error
+		v, err = scan(tx.QueryRow(ctx, query, args...))
+		return err
+	})
+	return v, err
+}
+
+// orgList runs a query of orgID's rows and scans every row with scan.
+func orgList[T any](ctx context.Context, s *Store, orgID string, scan func(rowScanner) (T, error), query string, args ...any) ([]T, error) {
+	var vs []T
+	err := s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		var err error
+		vs, err = queryList(ctx, tx, query, scan, args...)
+		return err
+	})
+	return vs, err
+}
+
+// orgExecOne is execOne on orgID's rows.
+func (s *Store) orgExecOne(ctx context.Context, orgID, query string, args ...any) error {
+	return s.inOrg(ctx, orgID, func(tx pgx.Tx) error {
+		return execOne(ctx, tx, query, args...)
 	})
 }
 

@@ -50,8 +50,8 @@ func (s *Store) InitLockoutSteps(ctx context.Context, p store.InitLockoutStepsPa
 		}
 		return nil
 	}
-	// A transaction, or a savepoint inside InTx's: all the steps or none.
-	err := pgx.BeginFunc(ctx, s.q, func(tx pgx.Tx) error {
+	// All the steps or none, inside InTx too.
+	err := s.inOrgAtomic(ctx, p.OrgID, func(tx pgx.Tx) error {
 		for _, step := range p.Steps {
 			if _, err := tx.Exec(ctx, qInitLockoutStep, p.OrgID, p.LockoutID, step, ts(p.At)); err != nil {
 				return fmt.Errorf("step %s: %w", step, translate(err))
@@ -67,8 +67,8 @@ func (s *Store) InitLockoutSteps(ctx context.Context, p store.InitLockoutStepsPa
 
 // UpdateLockoutStep sets a step's state, attempts and error.
 func (s *Store) UpdateLockoutStep(ctx context.Context, p store.UpdateLockoutStepParams) (store.LockoutStep, error) {
-	st, err := scanLockoutStep(s.q.QueryRow(ctx, qUpdateLockoutStep,
-		p.OrgID, p.LockoutID, p.Step, string(p.State), p.Attempts, p.LastError, ts(p.At)))
+	st, err := orgRow(ctx, s, p.OrgID, scanLockoutStep, qUpdateLockoutStep,
+		p.OrgID, p.LockoutID, p.Step, string(p.State), p.Attempts, p.LastError, ts(p.At))
 	if err != nil {
 		return store.LockoutStep{}, fmt.Errorf("updating step %s of lockout %s: %w", p.Step, p.LockoutID, translate(err))
 	}
@@ -78,7 +78,7 @@ func (s *Store) UpdateLockoutStep(ctx context.Context, p store.UpdateLockoutStep
 // ListLockoutSteps returns the lockout's steps in the order they were
 // initialized.
 func (s *Store) ListLockoutSteps(ctx context.Context, orgID, lockoutID string) ([]store.LockoutStep, error) {
-	sts, err := queryList(ctx, s.q, qListLockoutSteps, scanLockoutStep, orgID, lockoutID)
+	sts, err := orgList(ctx, s, orgID, scanLockoutStep, qListLockoutSteps, orgID, lockoutID)
 	if err != nil {
 		return nil, fmt.Errorf("listing steps of lockout %s: %w", lockoutID, translate(err))
 	}
@@ -110,9 +110,9 @@ func scanLockoutStep(r rowScanner) (store.LockoutStep, error) {
 // record for the lockout, keeping when it was first created. The
 // confirmation is jsonb: it reads back equivalent, not byte for byte.
 func (s *Store) PutProviderRevocation(ctx context.Context, p store.PutProviderRevocationParams) (store.ProviderRevocation, error) {
-	r, err := scanProviderRevocation(s.q.QueryRow(ctx, qPutProviderRevocation,
+	r, err := orgRow(ctx, s, p.OrgID, scanProviderRevocation, qPutProviderRevocation,
 		p.OrgID, p.LockoutID, p.Provider, string(p.State), p.Attempts, optJSON(p.Confirmation),
-		p.LastError, ts(p.At)))
+		p.LastError, ts(p.At))
 	if err != nil {
 		return store.ProviderRevocation{}, fmt.Errorf("putting %s revocation of lockout %s: %w", p.Provider, p.LockoutID, translate(err))
 	}
@@ -122,7 +122,7 @@ func (s *Store) PutProviderRevocation(ctx context.Context, p store.PutProviderRe
 // GetProviderRevocation returns the provider's revocation record for the
 // lockout.
 func (s *Store) GetProviderRevocation(ctx context.Context, orgID, lockoutID, provider string) (store.ProviderRevocation, error) {
-	r, err := scanProviderRevocation(s.q.QueryRow(ctx, qGetProviderRevocation, orgID, lockoutID, provider))
+	r, err := orgRow(ctx, s, orgID, scanProviderRevocation, qGetProviderRevocation, orgID, lockoutID, provider)
 	if err != nil {
 		return store.ProviderRevocation{}, fmt.Errorf("getting %s revocation of lockout %s: %w", provider, lockoutID, translate(err))
 	}
@@ -131,7 +131,7 @@ func (s *Store) GetProviderRevocation(ctx context.Context, orgID, lockoutID, pro
 
 // ListProviderRevocations returns the lockout's revocations by provider name.
 func (s *Store) ListProviderRevocations(ctx context.Context, orgID, lockoutID string) ([]store.ProviderRevocation, error) {
-	rs, err := queryList(ctx, s.q, qListProviderRevocations, scanProviderRevocation, orgID, lockoutID)
+	rs, err := orgList(ctx, s, orgID, scanProviderRevocation, qListProviderRevocations, orgID, lockoutID)
 	if err != nil {
 		return nil, fmt.Errorf("listing revocations of lockout %s: %w", lockoutID, translate(err))
 	}
@@ -161,8 +161,11 @@ func scanProviderRevocation(r rowScanner) (store.ProviderRevocation, error) {
 
 // AddLockoutTrigger records that something asked for the lockout.
 func (s *Store) AddLockoutTrigger(ctx context.Context, p store.AddLockoutTriggerParams) error {
-	if _, err := s.q.Exec(ctx, qAddLockoutTrigger,
-		p.OrgID, p.LockoutID, p.Source, optJSON(p.Evidence), ts(p.At)); err != nil {
+	err := s.inOrg(ctx, p.OrgID, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, qAddLockoutTrigger, p.OrgID, p.LockoutID, p.Source, optJSON(p.Evidence), ts(p.At))
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("adding %q trigger to lockout %s: %w", p.Source, p.LockoutID, translate(err))
 	}
 	return nil
@@ -170,7 +173,7 @@ func (s *Store) AddLockoutTrigger(ctx context.Context, p store.AddLockoutTrigger
 
 // ListLockoutTriggers returns the lockout's triggers, oldest first.
 func (s *Store) ListLockoutTriggers(ctx context.Context, orgID, lockoutID string) ([]store.LockoutTrigger, error) {
-	trs, err := queryList(ctx, s.q, qListLockoutTriggers, scanLockoutTrigger, orgID, lockoutID)
+	trs, err := orgList(ctx, s, orgID, scanLockoutTrigger, qListLockoutTriggers, orgID, lockoutID)
 	if err != nil {
 		return nil, fmt.Errorf("listing triggers of lockout %s: %w", lockoutID, translate(err))
 	}
@@ -213,7 +216,7 @@ func (s *Store) ListLockoutsPage(ctx context.Context, p store.ListLockoutsParams
 		afterAt, afterID = &at, id
 	}
 	// One row more than the page tells whether another page follows.
-	ls, err := queryList(ctx, s.q, qListLockoutsPage, scanLockout,
+	ls, err := orgList(ctx, s, p.OrgID, scanLockout, qListLockoutsPage,
 		p.OrgID, string(p.State), p.UserID, afterAt, afterID, limit+1)
 	if err != nil {
 		return store.LockoutPage{}, fmt.Errorf("listing lockouts of org %s: %w", p.OrgID, translate(err))
@@ -230,8 +233,8 @@ func (s *Store) ListLockoutsPage(ctx context.Context, p store.ListLockoutsParams
 // PutProviderConnection creates or replaces the org's connection to the
 // provider, keeping when it was first created.
 func (s *Store) PutProviderConnection(ctx context.Context, p store.PutProviderConnectionParams) (store.ProviderConnection, error) {
-	c, err := scanProviderConnection(s.q.QueryRow(ctx, qPutProviderConnection,
-		p.OrgID, p.Provider, p.SealedKey, p.KeyHint, p.BaseURL, ts(p.At), optTS(p.ValidatedAt)))
+	c, err := orgRow(ctx, s, p.OrgID, scanProviderConnection, qPutProviderConnection,
+		p.OrgID, p.Provider, p.SealedKey, p.KeyHint, p.BaseURL, ts(p.At), optTS(p.ValidatedAt))
 	if err != nil {
 		return store.ProviderConnection{}, fmt.Errorf("putting %s connection of org %s: %w", p.Provider, p.OrgID, translate(err))
 	}
@@ -240,7 +243,7 @@ func (s *Store) PutProviderConnection(ctx context.Context, p store.PutProviderCo
 
 // GetProviderConnection returns the org's connection to the provider.
 func (s *Store) GetProviderConnection(ctx context.Context, orgID, provider string) (store.ProviderConnection, error) {
-	c, err := scanProviderConnection(s.q.QueryRow(ctx, qGetProviderConnection, orgID, provider))
+	c, err := orgRow(ctx, s, orgID, scanProviderConnection, qGetProviderConnection, orgID, provider)
 	if err != nil {
 		return store.ProviderConnection{}, fmt.Errorf("getting %s connection of org %s: %w", provider, orgID, translate(err))
 	}
@@ -249,7 +252,7 @@ func (s *Store) GetProviderConnection(ctx context.Context, orgID, provider strin
 
 // ListProviderConnections returns the org's connections by provider name.
 func (s *Store) ListProviderConnections(ctx context.Context, orgID string) ([]store.ProviderConnection, error) {
-	cs, err := queryList(ctx, s.q, qListProviderConnections, scanProviderConnection, orgID)
+	cs, err := orgList(ctx, s, orgID, scanProviderConnection, qListProviderConnections, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("listing provider connections of org %s: %w", orgID, translate(err))
 	}
@@ -258,7 +261,7 @@ func (s *Store) ListProviderConnections(ctx context.Context, orgID string) ([]st
 
 // DeleteProviderConnection removes the org's connection to the provider.
 func (s *Store) DeleteProviderConnection(ctx context.Context, orgID, provider string) error {
-	if err := execOne(ctx, s.q, qDeleteProviderConnection, orgID, provider); err != nil {
+	if err := s.orgExecOne(ctx, orgID, qDeleteProviderConnection, orgID, provider); err != nil {
 		return fmt.Errorf("deleting %s connection of org %s: %w", provider, orgID, err)
 	}
 	return nil

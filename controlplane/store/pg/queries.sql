@@ -1,7 +1,9 @@
 -- Queries of the Postgres store, one per "-- name:" block (see package sqlq).
 -- The SQLite store has a query of every name here, in its own dialect. Every
--- query on org-owned rows filters by org_id. Times are timestamptz, NULL
--- meaning none; lists and maps are jsonb.
+-- query on org-owned rows filters by org_id, and runs in a transaction scoped
+-- to that org, where Row-Level Security hides every other org's rows (see
+-- migration 004). Times are timestamptz, NULL meaning none; lists and maps
+-- are jsonb.
 
 -- name: CreateOrg
 INSERT INTO orgs (id, name, created_at)
@@ -19,9 +21,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 RETURNING id, org_id, name, scope, hash, created_at, expires_at, revoked_at;
 
 -- name: GetAPIKeyByHash
+-- Crosses orgs (no org is known yet) through a SECURITY DEFINER function
+-- that returns the one key with this hash.
 SELECT id, org_id, name, scope, hash, created_at, expires_at, revoked_at
-FROM api_keys
-WHERE hash = $1;
+FROM api_key_by_hash($1);
 
 -- name: ListAPIKeys
 SELECT id, org_id, name, scope, hash, created_at, expires_at, revoked_at
@@ -40,9 +43,9 @@ VALUES ($1, $2, $3, $4, $5, $6)
 RETURNING id, org_id, name, hash, created_at, expires_at, revoked_at;
 
 -- name: GetEnrollmentSecretByHash
+-- Crosses orgs, like GetAPIKeyByHash.
 SELECT id, org_id, name, hash, created_at, expires_at, revoked_at
-FROM enrollment_secrets
-WHERE hash = $1;
+FROM enrollment_secret_by_hash($1);
 
 -- name: ListEnrollmentSecrets
 SELECT id, org_id, name, hash, created_at, expires_at, revoked_at
@@ -179,9 +182,9 @@ WHERE org_id = $1 AND lockout_id = $2
 ORDER BY device_id, seq;
 
 -- name: CountCommandsByState
-SELECT state, count(*)
-FROM commands
-GROUP BY state;
+-- Crosses orgs through a SECURITY DEFINER function returning only counts.
+SELECT state, n
+FROM count_commands_by_state();
 
 -- name: CreateLockout
 -- Inserts nothing when the user already has an open lockout.

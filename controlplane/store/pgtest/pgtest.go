@@ -18,6 +18,12 @@
 // the cluster runs as the "postgres" OS user, since PostgreSQL refuses root.
 // It works on Unix systems; on Linux the server also dies with the test
 // binary if Main never gets to stop it.
+//
+// Databases are per test, but roles belong to the cluster: the first
+// migration to create one (the Postgres store's toktra_app) races every
+// other test database migrating at the same moment, so such a migration
+// must accept that the role exists or is being created (see the store's
+// migration 004 and its TestAppRoleCreationRace).
 package pgtest
 
 import (
