@@ -25,13 +25,24 @@
 //     re-queued job that repeats every list call.
 //   - The admin key is never logged and never part of an error or of the
 //     evidence; a provider echoing it back is redacted.
+//
+// A connector is also a UsageCapturer: it reads the departing user's usage
+// for the days before the lockout, and the pipeline calls it BEFORE
+// RevokeUser, because a removed user's usage can no longer be told apart
+// (OpenAI drops the user id from its usage rows; at Anthropic the user's
+// keys can no longer be found from their email). A capture reads only,
+// returns the same *Error classification and keeps every request as a
+// Call; a user the provider does not know is UserFound false, not an
+// error.
 package providers
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	"github.com/toktra/toktra/internal/clock"
@@ -111,6 +122,115 @@ type Action struct {
 	At time.Time `json:"at"`
 	// Error says why, when Outcome is failed.
 	Error string `json:"error,omitempty"`
+}
+
+// UsageCapturer fetches one user's LLM usage for a window. The pipeline
+// calls it before RevokeUser, because removing a user makes the provider
+// forget whose usage it was: OpenAI's usage rows lose the user id, and at
+// Anthropic the user's keys can no longer be traced from their email.
+type UsageCapturer interface {
+	// CaptureUsage returns the usage of the user with that email (matched
+	// case-insensitively, as RevokeUser does) in the whole UTC days that
+	// cover [from, to). A user the provider does not know is not an error:
+	// the capture says UserFound false. On error the capture still holds
+	// the calls made, the failed one included.
+	CaptureUsage(ctx context.Context, email string, from, to time.Time) (UsageCapture, error)
+}
+
+// UsageCapture is one provider's account of a user's usage before their
+// revocation: what the audit snapshot and the anomaly detection read.
+type UsageCapture struct {
+	Provider string `json:"provider"`
+	// Email is the address asked for, as given.
+	Email string `json:"email"`
+	// From and To are the window asked for; Buckets cover the whole UTC
+	// days around it (see UsageDays).
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+	// UserFound says whether the provider had an organization member with
+	// that email when the call ran.
+	UserFound bool `json:"user_found"`
+	// UserID is the provider's id of the user.
+	UserID string `json:"user_id,omitempty"`
+	// APIKeyIDs are the keys the usage is attributed through, sorted: at
+	// OpenAI the keys seen in the user's usage rows, at Anthropic every key
+	// the user created or that acts as them, whatever its status.
+	APIKeyIDs []string `json:"api_key_ids"`
+	// Buckets are the user's usage, one per day, key, model and project or
+	// workspace, in the order SortUsageBuckets gives.
+	Buckets []UsageBucket `json:"buckets"`
+	// Calls are the requests made, in order, as evidence.
+	Calls []Call `json:"calls"`
+}
+
+// UsageBucket is a user's usage of one model through one key in one time
+// bucket, in tokens as the provider counts them.
+type UsageBucket struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	Model string    `json:"model,omitempty"`
+	// APIKeyID is the key the requests were made with; empty when the
+	// provider did not attribute them to a key.
+	APIKeyID string `json:"api_key_id,omitempty"`
+	// ProjectOrWorkspace is the OpenAI project id or the Anthropic
+	// workspace id (empty for Anthropic's default workspace).
+	ProjectOrWorkspace string `json:"project_or_workspace,omitempty"`
+	// InputTokens counts every input token: uncached, read from the cache
+	// and written to it.
+	InputTokens int64 `json:"input_tokens"`
+	// CachedInputTokens counts the input tokens read from the cache.
+	CachedInputTokens int64 `json:"cached_input_tokens"`
+	// CacheWriteInputTokens counts the input tokens written to the cache.
+	CacheWriteInputTokens int64 `json:"cache_write_input_tokens"`
+	OutputTokens          int64 `json:"output_tokens"`
+	// Requests is the number of model requests; nil when the provider does
+	// not count them (Anthropic's usage report does not), so that no
+	// reader takes a missing count for zero requests.
+	Requests *int64 `json:"requests,omitempty"`
+}
+
+// Call is one read request a connector made, kept as evidence of what the
+// provider answered.
+type Call struct {
+	// Op says what the call was for ("reading completions usage, page 2").
+	Op     string `json:"op"`
+	Method string `json:"method,omitempty"`
+	// Path is the request's path and query, which never hold the admin key.
+	Path string `json:"path,omitempty"`
+	// Status is the HTTP status; 0 when no response arrived.
+	Status int `json:"status,omitempty"`
+	// RequestID is the provider's request id header.
+	RequestID string `json:"request_id,omitempty"`
+	// Response is the body, bounded like Action.Response. Listings of the
+	// whole organization (its users, its active keys) keep none: they name
+	// colleagues, and the status and request id are evidence enough.
+	Response json.RawMessage `json:"response,omitempty"`
+	// At is when the call returned, from the injected clock.
+	At time.Time `json:"at"`
+	// Error says why the call failed, when it did.
+	Error string `json:"error,omitempty"`
+}
+
+// UsageDays returns the whole UTC days that cover [from, to): from
+// rounded down and to rounded up to midnight. Both providers report usage
+// in day buckets snapped to UTC midnight, and the day of the lockout is the
+// one that matters most, so it is asked for whole.
+func UsageDays(from, to time.Time) (start, end time.Time) {
+	start = from.UTC().Truncate(24 * time.Hour)
+	end = to.UTC().Truncate(24 * time.Hour)
+	if end.Before(to) {
+		end = end.Add(24 * time.Hour)
+	}
+	return start, end
+}
+
+// SortUsageBuckets orders buckets by Start, then Model, then APIKeyID, then
+// ProjectOrWorkspace.
+func SortUsageBuckets(b []UsageBucket) {
+	slices.SortFunc(b, func(x, y UsageBucket) int {
+		return cmp.Or(x.Start.Compare(y.Start), cmp.Compare(x.Model, y.Model),
+			cmp.Compare(x.APIKeyID, y.APIKeyID), cmp.Compare(x.ProjectOrWorkspace, y.ProjectOrWorkspace))
+	})
 }
 
 // MaxEvidenceBytes bounds the response body kept in an Action.

@@ -27,9 +27,13 @@
 //
 // When the user is not (or no longer) a member, only invites can be found
 // by email: keys of a user removed by someone else stay out of reach.
+// CaptureUsage (usage.go) reads the usage of the user's keys from the
+// Messages usage report before the revocation.
+//
 // A 404 on a mutation is already_absent. All calls go through
 // github.com/anthropics/anthropic-sdk-go's organization services with the
-// SDK's own retries off.
+// SDK's own retries off, except the usage report, which the SDK does not
+// cover: plain HTTP through the same recorder.
 package anthropic
 
 import (
@@ -104,7 +108,7 @@ func (c *Connector) RevokeUser(ctx context.Context, email string) (providers.Rev
 	if email == "" {
 		return run.Rev, providers.Permanent(errors.New("anthropic: revoking user: email is empty"))
 	}
-	user, err := c.findUser(ctx, email)
+	user, err := c.findUser(ctx, nil, email)
 	if err != nil {
 		run.Fail(err)
 		return run.Rev, run.Err()
@@ -143,7 +147,11 @@ func (c *Connector) RevokeUser(ctx context.Context, email string) (providers.Rev
 	return run.Rev, run.Err()
 }
 
-func (c *Connector) findUser(ctx context.Context, email string) (*sdk.OrganizationUser, error) {
+// findUser looks the organization member with email up: the documented
+// email filter first, then, when that finds no case-insensitive match,
+// every page of the unfiltered list. The pages go into t without their
+// bodies (the unfiltered ones name everyone).
+func (c *Connector) findUser(ctx context.Context, t *httpcall.Trail, email string) (*sdk.OrganizationUser, error) {
 	var user *sdk.OrganizationUser
 	match := func(u sdk.OrganizationUser) {
 		if user == nil && strings.EqualFold(strings.TrimSpace(u.Email), email) {
@@ -151,7 +159,7 @@ func (c *Connector) findUser(ctx context.Context, email string) (*sdk.Organizati
 		}
 	}
 	for _, filter := range []string{email, ""} {
-		err := listAll(ctx, c, "listing organization users",
+		err := listAll(ctx, c, t, false, "listing organization users",
 			func(after string, mw httpcall.Middleware) (*pagination.Page[sdk.OrganizationUser], error) {
 				p := sdk.OrganizationUserListParams{Limit: param.NewOpt(int64(c.opts.PageSize))}
 				if filter != "" {
@@ -172,7 +180,7 @@ func (c *Connector) findUser(ctx context.Context, email string) (*sdk.Organizati
 
 func (c *Connector) revokeInvites(ctx context.Context, run *httpcall.Run, email string) (stop bool) {
 	var pending []string
-	err := listAll(ctx, c, "listing invites",
+	err := listAll(ctx, c, nil, false, "listing invites",
 		func(after string, mw httpcall.Middleware) (*pagination.Page[sdk.OrganizationInvite], error) {
 			p := sdk.OrganizationInviteListParams{Limit: param.NewOpt(int64(c.opts.PageSize))}
 			if after != "" {
@@ -208,7 +216,13 @@ func keyScope(k sdk.APIKey) string {
 	return k.Scope.WorkspaceID
 }
 
-func (c *Connector) revokeKeys(ctx context.Context, run *httpcall.Run, userID string) (stop bool) {
+// userKeys returns the user's API keys, each once: those they created, of
+// every status (GET /v1/organizations/api_keys?created_by_user_id=), and
+// the active ones whose principal is the user (principal.type "user_actor",
+// found by listing the active keys). The first listing goes into t with its
+// bodies (it is about the user only); the second, of the whole
+// organization, without.
+func (c *Connector) userKeys(ctx context.Context, t *httpcall.Trail, userID string) ([]sdk.APIKey, error) {
 	var keys []sdk.APIKey
 	seen := map[string]bool{}
 	add := func(k sdk.APIKey) {
@@ -217,7 +231,7 @@ func (c *Connector) revokeKeys(ctx context.Context, run *httpcall.Run, userID st
 			keys = append(keys, k)
 		}
 	}
-	err := listAll(ctx, c, "listing api keys created by user "+userID,
+	err := listAll(ctx, c, t, true, "listing api keys created by user "+userID,
 		func(after string, mw httpcall.Middleware) (*pagination.Page[sdk.APIKey], error) {
 			p := sdk.OrganizationAPIKeyListParams{Limit: param.NewOpt(int64(c.opts.PageSize)), CreatedByUserID: param.NewOpt(userID)}
 			if after != "" {
@@ -233,9 +247,9 @@ func (c *Connector) revokeKeys(ctx context.Context, run *httpcall.Run, userID st
 			}
 		})
 	if err != nil {
-		return run.Fail(err)
+		return nil, err
 	}
-	err = listAll(ctx, c, "listing active api keys",
+	err = listAll(ctx, c, t, false, "listing active api keys",
 		func(after string, mw httpcall.Middleware) (*pagination.Page[sdk.APIKey], error) {
 			p := sdk.OrganizationAPIKeyListParams{Limit: param.NewOpt(int64(c.opts.PageSize)), Status: sdk.OrganizationAPIKeyListParamsStatusActive}
 			if after != "" {
@@ -249,6 +263,14 @@ func (c *Connector) revokeKeys(ctx context.Context, run *httpcall.Run, userID st
 				add(k)
 			}
 		})
+	if err != nil {
+		return nil, err
+	}
+	return keys, nil
+}
+
+func (c *Connector) revokeKeys(ctx context.Context, run *httpcall.Run, userID string) (stop bool) {
+	keys, err := c.userKeys(ctx, nil, userID)
 	if err != nil {
 		return run.Fail(err)
 	}
@@ -275,7 +297,7 @@ func (c *Connector) revokeKeys(ctx context.Context, run *httpcall.Run, userID st
 
 func (c *Connector) revokeWorkspaces(ctx context.Context, run *httpcall.Run, userID string) (stop bool) {
 	var workspaces []string
-	err := listAll(ctx, c, "listing workspaces",
+	err := listAll(ctx, c, nil, false, "listing workspaces",
 		func(after string, mw httpcall.Middleware) (*pagination.Page[sdk.Workspace], error) {
 			p := sdk.OrganizationWorkspaceListParams{Limit: param.NewOpt(int64(c.opts.PageSize))}
 			if after != "" {
@@ -326,14 +348,14 @@ func (c *Connector) revokeWorkspaces(ctx context.Context, run *httpcall.Run, use
 }
 
 // listAll follows a paginated list to its end: after_id=last_id while
-// has_more.
-func listAll[T any](ctx context.Context, c *Connector, op string,
+// has_more. Each page goes into t, with its body when keepBody.
+func listAll[T any](ctx context.Context, c *Connector, t *httpcall.Trail, keepBody bool, op string,
 	page func(after string, mw httpcall.Middleware) (*pagination.Page[T], error),
 	idOf func(T) string, each func(T)) error {
 	after := ""
 	for {
 		var pg *pagination.Page[T]
-		_, err := c.call.Do(ctx, op, func(mw httpcall.Middleware) error {
+		_, err := c.call.Read(ctx, t, keepBody, op, func(mw httpcall.Middleware) error {
 			var err error
 			pg, err = page(after, mw)
 			return err

@@ -25,6 +25,9 @@
 //     only when nothing before failed, so that a retry still finds the user
 //     and whatever is left.
 //
+// CaptureUsage (usage.go) reads the user's completions usage from the
+// Usage API before the revocation.
+//
 // A 404 on a delete is already_absent. All calls go through
 // github.com/openai/openai-go/v3's admin services; the SDK's own retries are
 // off (see package providers for the retry contract).
@@ -101,21 +104,7 @@ func (c *Connector) RevokeUser(ctx context.Context, email string) (providers.Rev
 		return run.Rev, providers.Permanent(errors.New("openai: revoking user: email is empty"))
 	}
 
-	var user *sdk.OrganizationUser
-	err := listAll(ctx, c, "listing organization users",
-		func(after string, mw httpcall.Middleware) (*pagination.ConversationCursorPage[sdk.OrganizationUser], error) {
-			p := sdk.AdminOrganizationUserListParams{Limit: param.NewOpt(int64(c.opts.PageSize))}
-			if after != "" {
-				p.After = param.NewOpt(after)
-			}
-			return c.org.Users.List(ctx, p, option.WithMiddleware(mw))
-		},
-		func(u sdk.OrganizationUser) string { return u.ID },
-		func(u sdk.OrganizationUser) {
-			if user == nil && strings.EqualFold(strings.TrimSpace(u.Email), email) {
-				user = &u
-			}
-		})
+	user, err := c.findUser(ctx, nil, email)
 	if err != nil {
 		run.Fail(err)
 		return run.Rev, run.Err()
@@ -153,9 +142,31 @@ func (c *Connector) RevokeUser(ctx context.Context, email string) (providers.Rev
 	return run.Rev, run.Err()
 }
 
+// findUser looks the organization member with email up, matching
+// case-insensitively, through every page of the users list; nil when there
+// is none. The pages go into t without their bodies (they name everyone).
+func (c *Connector) findUser(ctx context.Context, t *httpcall.Trail, email string) (*sdk.OrganizationUser, error) {
+	var user *sdk.OrganizationUser
+	err := listAll(ctx, c, t, "listing organization users",
+		func(after string, mw httpcall.Middleware) (*pagination.ConversationCursorPage[sdk.OrganizationUser], error) {
+			p := sdk.AdminOrganizationUserListParams{Limit: param.NewOpt(int64(c.opts.PageSize))}
+			if after != "" {
+				p.After = param.NewOpt(after)
+			}
+			return c.org.Users.List(ctx, p, option.WithMiddleware(mw))
+		},
+		func(u sdk.OrganizationUser) string { return u.ID },
+		func(u sdk.OrganizationUser) {
+			if user == nil && strings.EqualFold(strings.TrimSpace(u.Email), email) {
+				user = &u
+			}
+		})
+	return user, err
+}
+
 func (c *Connector) revokeInvites(ctx context.Context, run *httpcall.Run, email string) (stop bool) {
 	var pending []string
-	err := listAll(ctx, c, "listing invites",
+	err := listAll(ctx, c, nil, "listing invites",
 		func(after string, mw httpcall.Middleware) (*pagination.ConversationCursorPage[sdk.Invite], error) {
 			p := sdk.AdminOrganizationInviteListParams{Limit: param.NewOpt(int64(c.opts.PageSize))}
 			if after != "" {
@@ -189,7 +200,7 @@ func (c *Connector) revokeInvites(ctx context.Context, run *httpcall.Run, email 
 
 func (c *Connector) revokeProjects(ctx context.Context, run *httpcall.Run, email, userID string) (stop bool) {
 	var projects []string
-	err := listAll(ctx, c, "listing projects",
+	err := listAll(ctx, c, nil, "listing projects",
 		func(after string, mw httpcall.Middleware) (*pagination.ConversationCursorPage[sdk.Project], error) {
 			p := sdk.AdminOrganizationProjectListParams{Limit: param.NewOpt(int64(c.opts.PageSize))}
 			if after != "" {
@@ -212,7 +223,7 @@ func (c *Connector) revokeProjects(ctx context.Context, run *httpcall.Run, email
 	keys, members := 0, 0
 	for _, pid := range projects {
 		var keyIDs []string
-		err := listAll(ctx, c, "listing api keys of project "+pid,
+		err := listAll(ctx, c, nil, "listing api keys of project "+pid,
 			func(after string, mw httpcall.Middleware) (*pagination.ConversationCursorPage[sdk.ProjectAPIKey], error) {
 				p := sdk.AdminOrganizationProjectAPIKeyListParams{
 					Limit:              param.NewOpt(int64(c.opts.PageSize)),
@@ -248,7 +259,7 @@ func (c *Connector) revokeProjects(ctx context.Context, run *httpcall.Run, email
 		}
 
 		var memberID string
-		err = listAll(ctx, c, "listing users of project "+pid,
+		err = listAll(ctx, c, nil, "listing users of project "+pid,
 			func(after string, mw httpcall.Middleware) (*pagination.ConversationCursorPage[sdk.ProjectUser], error) {
 				p := sdk.AdminOrganizationProjectUserListParams{Limit: param.NewOpt(int64(c.opts.PageSize))}
 				if after != "" {
@@ -291,14 +302,14 @@ func (c *Connector) revokeProjects(ctx context.Context, run *httpcall.Run, email
 }
 
 // listAll follows a cursor-paginated list to its end: after=last_id while
-// has_more.
-func listAll[T any](ctx context.Context, c *Connector, op string,
+// has_more. Each page goes into t, without its body.
+func listAll[T any](ctx context.Context, c *Connector, t *httpcall.Trail, op string,
 	page func(after string, mw httpcall.Middleware) (*pagination.ConversationCursorPage[T], error),
 	idOf func(T) string, each func(T)) error {
 	after := ""
 	for {
 		var pg *pagination.ConversationCursorPage[T]
-		_, err := c.call.Do(ctx, op, func(mw httpcall.Middleware) error {
+		_, err := c.call.Read(ctx, t, false, op, func(mw httpcall.Middleware) error {
 			var err error
 			pg, err = page(after, mw)
 			return err

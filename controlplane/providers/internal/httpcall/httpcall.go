@@ -1,7 +1,8 @@
 // Package httpcall makes provider SDK calls observable as evidence: it
 // records each call's status, request id and body through an SDK
 // middleware, turns failures into *providers.Error, waits out one short
-// 429 in place, and collects a RevokeUser run's actions.
+// 429 in place, and collects a RevokeUser run's actions and a usage
+// capture's calls.
 package httpcall
 
 import (
@@ -30,10 +31,12 @@ const maxBody = 32 << 20
 
 // Exchange is what one HTTP call returned.
 type Exchange struct {
-	Status    int
-	RequestID string
-	Header    http.Header
-	Body      []byte
+	// Method and Path (path and query) are the request's.
+	Method, Path string
+	Status       int
+	RequestID    string
+	Header       http.Header
+	Body         []byte
 }
 
 // Caller makes one connector's calls.
@@ -51,14 +54,26 @@ type Caller struct {
 // returned as *providers.Error with op as its context; a 429 whose
 // Retry-After is within Opts.MaxInPlaceWait is waited out and retried once.
 func (c *Caller) Do(ctx context.Context, op string, call func(Middleware) error) (Exchange, error) {
+	return c.do(ctx, op, call, nil)
+}
+
+// do is Do telling observe about every attempt.
+func (c *Caller) do(ctx context.Context, op string, call func(Middleware) error, observe func(Exchange, error)) (Exchange, error) {
 	for attempt := 0; ; attempt++ {
 		var ex Exchange
 		err := call(recorder(&ex))
 		ex.Body = c.redact(ex.Body)
+		ex.Path = string(c.redact([]byte(ex.Path)))
+		var perr error
+		if err != nil {
+			perr = c.errorOf(ctx, op, ex, err)
+		}
+		if observe != nil {
+			observe(ex, perr)
+		}
 		if err == nil {
 			return ex, nil
 		}
-		perr := c.errorOf(ctx, op, ex, err)
 		var pe *providers.Error
 		if attempt == 0 && errors.As(perr, &pe) && pe.Status == http.StatusTooManyRequests &&
 			pe.RetryAfter > 0 && pe.RetryAfter <= c.Opts.MaxInPlaceWait {
@@ -75,6 +90,7 @@ func (c *Caller) Do(ctx context.Context, op string, call func(Middleware) error)
 
 func recorder(ex *Exchange) Middleware {
 	return func(req *http.Request, next func(*http.Request) (*http.Response, error)) (*http.Response, error) {
+		*ex = Exchange{Method: req.Method, Path: req.URL.RequestURI(), Header: http.Header{}}
 		resp, err := next(req)
 		if err != nil || resp == nil {
 			return resp, err
@@ -85,7 +101,7 @@ func recorder(ex *Exchange) Middleware {
 			// A body cut short is a transport failure: status 0, retryable.
 			return nil, fmt.Errorf("reading response: %w", rerr)
 		}
-		*ex = Exchange{Status: resp.StatusCode, Header: resp.Header.Clone(), Body: body}
+		ex.Status, ex.Header, ex.Body = resp.StatusCode, resp.Header.Clone(), body
 		resp.Body = io.NopCloser(bytes.NewReader(body))
 		return resp, nil
 	}
@@ -214,6 +230,61 @@ func Evidence(body []byte) json.RawMessage {
 		Text      string `json:"text"`
 	}{len(body) > providers.MaxEvidenceBytes, len(body), string(text)})
 	return b
+}
+
+// Trail collects the read calls of a usage capture, every attempt, as
+// evidence.
+type Trail struct {
+	Calls []providers.Call
+}
+
+// Read is Do for a read call whose exchanges go into t (nil records
+// nothing); keepBody says whether their responses are kept too.
+func (c *Caller) Read(ctx context.Context, t *Trail, keepBody bool, op string, call func(Middleware) error) (Exchange, error) {
+	if t == nil {
+		return c.Do(ctx, op, call)
+	}
+	return c.do(ctx, op, call, func(ex Exchange, err error) {
+		rec := providers.Call{Op: op, Method: ex.Method, Path: ex.Path, Status: ex.Status,
+			RequestID: ex.Header.Get(c.RequestIDHeader), At: c.Opts.Clock.Now().UTC()}
+		if keepBody {
+			rec.Response = Evidence(ex.Body)
+		}
+		if err != nil {
+			rec.Error = err.Error()
+		}
+		t.Calls = append(t.Calls, rec)
+	})
+}
+
+// GetJSON returns a call for Do that GETs url with header through the
+// middleware, and decodes a 2xx JSON answer into out: plain HTTP for the
+// endpoints an SDK does not cover. Other answers are errors that Do turns
+// into *providers.Error from the recorded exchange.
+func GetJSON(ctx context.Context, client *http.Client, url string, header http.Header, out any) func(Middleware) error {
+	return func(mw Middleware) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		req.Header = header.Clone()
+		resp, err := mw(req, client.Do)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return fmt.Errorf("reading response: %w", err)
+		}
+		if resp.StatusCode < 200 || resp.StatusCode > 299 {
+			return fmt.Errorf("unexpected status %d", resp.StatusCode)
+		}
+		if err := json.Unmarshal(body, out); err != nil {
+			return fmt.Errorf("decoding response: %w", err)
+		}
+		return nil
+	}
 }
 
 // Run collects one RevokeUser call's actions and failures.

@@ -90,3 +90,61 @@ func TestDoRedactsTheSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestReadRecordsEveryAttempt covers a usage capture's evidence: the 429
+// waited out in place and its retry are both kept, the secret nowhere.
+func TestReadRecordsEveryAttempt(t *testing.T) {
+	t.Parallel()
+	const secret = "sk-admin-SECRET123456"
+	now := time.Unix(1800000000, 0).UTC()
+	c := &Caller{Provider: "openai", RequestIDHeader: "X-Request-Id", Secret: secret,
+		Opts: providers.Options{Clock: clock.NewFake(now), Wait: func(context.Context, time.Duration) error { return nil }}.WithDefaults("http://unused")}
+	answers := []struct {
+		status int
+		body   string
+		header http.Header
+	}{
+		{429, `{"error":{"message":"slow down","type":"requests"}}`, http.Header{"X-Request-Id": {"req_1"}, "Retry-After": {"1"}}},
+		{200, `{"object":"page","echo":"` + secret + `"}`, http.Header{"X-Request-Id": {"req_2"}}},
+	}
+	i := 0
+	var out struct {
+		Object string `json:"object"`
+	}
+	tr := &Trail{}
+	_, err := c.Read(context.Background(), tr, true, "reading usage", func(mw Middleware) error {
+		a := answers[i]
+		i++
+		return GetJSON(context.Background(), &http.Client{Transport: roundTrip(func(*http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: a.status, Header: a.header, Body: io.NopCloser(strings.NewReader(a.body))}, nil
+		})}, "http://x/v1/usage?q=1", http.Header{"Authorization": {"Bearer " + secret}}, &out)(mw)
+	})
+	if err != nil || out.Object != "page" {
+		t.Fatalf("Read = %v, decoded %+v; want nil and the page", err, out)
+	}
+	if len(tr.Calls) != 2 {
+		t.Fatalf("Read recorded %d calls; want 2", len(tr.Calls))
+	}
+	first, second := tr.Calls[0], tr.Calls[1]
+	if first.Status != 429 || first.RequestID != "req_1" || first.Error == "" || first.Method != "GET" || first.Path != "/v1/usage?q=1" || !first.At.Equal(now) {
+		t.Errorf("first call = %+v; want the 429 with its request id, error, method, path and time", first)
+	}
+	if second.Status != 200 || second.RequestID != "req_2" || second.Error != "" || strings.Contains(string(second.Response), secret) {
+		t.Errorf("second call = %+v; want the 200 with the secret redacted", second)
+	}
+
+	// Without keepBody, nothing of the body is kept; a 200 that does not
+	// decode is a permanent "unreadable response".
+	tr = &Trail{}
+	_, err = c.Read(context.Background(), tr, false, "listing users", GetJSON(context.Background(),
+		&http.Client{Transport: roundTrip(func(*http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("<html>"))}, nil
+		})}, "http://x/v1/users", nil, &out))
+	if err == nil || providers.Retryable(err) || len(tr.Calls) != 1 || tr.Calls[0].Response != nil {
+		t.Errorf("Read(bad JSON) = %v, calls %+v; want a permanent error and one call without body", err, tr.Calls)
+	}
+}
+
+type roundTrip func(*http.Request) (*http.Response, error)
+
+func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -4,7 +4,9 @@
 // "last_id"} with after_id/limit (1..1000) cursors, request-id headers,
 // error envelopes {"type":"error","error":{"type","message"},"request_id"},
 // and the documented objects (user, invite, workspace, workspace_member,
-// api_key and the *_deleted confirmations).
+// api_key and the *_deleted confirmations), and the Messages usage report
+// (day buckets of results per api key and model, paged with
+// page/next_page), which knows keys, not users.
 package fakeanthropic
 
 import (
@@ -44,7 +46,8 @@ type Key struct {
 // Fake is the server and its state.
 type Fake struct {
 	fakeapi.Server
-	// MaxPage caps the page size served, so that tests paginate.
+	// MaxPage caps the page size served (items, or usage buckets), so that
+	// tests paginate.
 	MaxPage int
 
 	key        string
@@ -54,6 +57,7 @@ type Fake struct {
 	workspaces []*Workspace
 	members    map[string][]string // workspace id → user ids
 	keys       []*Key
+	usage      []Usage
 }
 
 // New starts a fake accepting adminKey.
@@ -73,6 +77,7 @@ func NewOn(adminKey string, ln net.Listener) *Fake {
 	mux.HandleFunc("DELETE /v1/organizations/workspaces/{wid}/members/{uid}", f.deleteMember)
 	mux.HandleFunc("GET /v1/organizations/api_keys", f.listKeys)
 	mux.HandleFunc("POST /v1/organizations/api_keys/{id}", f.updateKey)
+	mux.HandleFunc("GET /v1/organizations/usage_report/messages", f.usageReport)
 	f.srv = httptest.NewUnstartedServer(f.guard(mux))
 	if ln != nil {
 		f.srv.Listener.Close()

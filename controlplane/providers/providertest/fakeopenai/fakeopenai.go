@@ -5,7 +5,9 @@
 // {"error":{"message","type","param","code"}}, and the documented objects
 // (organization.user, organization.invite, organization.project,
 // organization.project.user, organization.project.api_key and their
-// *.deleted confirmations).
+// *.deleted confirmations), and the completions Usage API (a "page" of
+// "bucket"s of organization.usage.completions.result, paged with
+// page/next_page), whose rows lose their user_id when the user is deleted.
 package fakeopenai
 
 import (
@@ -44,8 +46,8 @@ type Key struct {
 // Fake is the server and its state.
 type Fake struct {
 	fakeapi.Server
-	// MaxPage caps the page size served, below what a client asks for, so
-	// that tests paginate.
+	// MaxPage caps the page size served (items, or usage buckets), below
+	// what a client asks for, so that tests paginate.
 	MaxPage int
 
 	key      string
@@ -55,6 +57,7 @@ type Fake struct {
 	members  map[string][]string // project id → user ids
 	invites  []*Invite
 	keys     []*Key
+	usage    []Usage
 }
 
 // New starts a fake accepting adminKey.
@@ -74,6 +77,7 @@ func NewOn(adminKey string, ln net.Listener) *Fake {
 	mux.HandleFunc("DELETE /v1/organization/projects/{pid}/users/{id}", f.deleteProjectUser)
 	mux.HandleFunc("GET /v1/organization/projects/{pid}/api_keys", f.listKeys)
 	mux.HandleFunc("DELETE /v1/organization/projects/{pid}/api_keys/{id}", f.deleteKey)
+	mux.HandleFunc("GET /v1/organization/usage/completions", f.usageCompletions)
 	f.srv = httptest.NewUnstartedServer(f.guard(mux))
 	if ln != nil {
 		f.srv.Listener.Close()
@@ -188,6 +192,13 @@ func (f *Fake) deleteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.users = slices.Delete(f.users, i, i+1)
+	// The provider forgets whose usage it was: the rows stay (the
+	// organization's totals do not change) but no longer carry the user.
+	for j := range f.usage {
+		if f.usage[j].UserID == id {
+			f.usage[j].UserID = ""
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"object": "organization.user.deleted", "id": id, "deleted": true})
 }
 
