@@ -380,9 +380,10 @@ func TestLockoutLifecycle(t *testing.T) {
 	if len(again.Triggers) != 2 {
 		t.Errorf("triggers after a second trigger = %+v; want both recorded", again.Triggers)
 	}
-	if len(again.Steps) != 2 || again.Steps[0].Step != pipeline.StepRevoke || again.Steps[0].State != store.StepDone ||
-		again.Steps[1].Step != pipeline.StepLock || again.Steps[1].State != store.StepDone {
-		t.Errorf("steps = %+v; want revoke done (no providers) then lock done", again.Steps)
+	if len(again.Steps) != 3 || again.Steps[0].Step != pipeline.StepCapture || again.Steps[0].State != store.StepDone ||
+		again.Steps[1].Step != pipeline.StepRevoke || again.Steps[1].State != store.StepDone ||
+		again.Steps[2].Step != pipeline.StepLock || again.Steps[2].State != store.StepDone {
+		t.Errorf("steps = %+v; want capture and revoke done (no providers), then lock done", again.Steps)
 	}
 
 	// A policy change while locked reaches the locked device.
@@ -585,8 +586,12 @@ func TestProviderRevocation(t *testing.T) {
 	done := f.waitLockout(t, f.a.adminKey, lo.ID, "the revocation and the lock", func(v lockoutView) bool {
 		return len(v.Providers) == 1 && v.Providers[0].State == store.RevocationConfirmed && len(v.Devices) == 1
 	})
-	if done.Steps[0].State != store.StepDone {
-		t.Errorf("revoke step = %+v; want done", done.Steps[0])
+	if done.Steps[0].State != store.StepDone || done.Steps[1].State != store.StepDone {
+		t.Errorf("capture and revoke steps = %+v; want done", done.Steps[:2])
+	}
+	if len(done.UsageCaptures) != 1 || done.UsageCaptures[0].State != store.CaptureCaptured ||
+		done.UsageCaptures[0].WindowTo.Sub(done.UsageCaptures[0].WindowFrom) != pipeline.UsageWindow {
+		t.Errorf("usage captures = %+v; want the 14 days before the lockout captured", done.UsageCaptures)
 	}
 	var conf providers.Revocation
 	if err := json.Unmarshal(done.Providers[0].Confirmation, &conf); err != nil || !conf.UserFound || len(conf.Actions) == 0 {
@@ -611,8 +616,8 @@ func TestProviderRevocation(t *testing.T) {
 	failed := f.waitLockout(t, f.a.adminKey, lo.ID, "the revocation to be given up", func(v lockoutView) bool {
 		return len(v.Providers) == 1 && v.Providers[0].State == store.RevocationUnconfirmed
 	})
-	if failed.Providers[0].Attempts != 3 || failed.Providers[0].LastError == "" || failed.Steps[0].State != store.StepUnconfirmed {
-		t.Errorf("given-up revocation = %+v, step %+v; want 3 attempts, the error, step unconfirmed", failed.Providers[0], failed.Steps[0])
+	if failed.Providers[0].Attempts != 3 || failed.Providers[0].LastError == "" || failed.Steps[1].State != store.StepUnconfirmed {
+		t.Errorf("given-up revocation = %+v, step %+v; want 3 attempts, the error, step unconfirmed", failed.Providers[0], failed.Steps[1])
 	}
 }
 

@@ -320,6 +320,17 @@ type providerRevocationView struct {
 	UpdatedAt    time.Time             `json:"updated_at"`
 }
 
+type usageCaptureView struct {
+	Provider   string             `json:"provider"`
+	State      store.CaptureState `json:"state"`
+	Attempts   int                `json:"attempts"`
+	WindowFrom time.Time          `json:"window_from"`
+	WindowTo   time.Time          `json:"window_to"`
+	LastError  string             `json:"last_error,omitempty"`
+	Capture    json.RawMessage    `json:"capture,omitempty"`
+	UpdatedAt  time.Time          `json:"updated_at"`
+}
+
 type triggerView struct {
 	Source   string          `json:"source"`
 	At       time.Time       `json:"at"`
@@ -337,13 +348,14 @@ type lockoutView struct {
 	OverrideActor  string                   `json:"override_actor,omitempty"`
 	Existing       bool                     `json:"existing,omitempty"`
 	Steps          []stepView               `json:"steps"`
+	UsageCaptures  []usageCaptureView       `json:"usage_captures"`
 	Providers      []providerRevocationView `json:"providers"`
 	Devices        []lockoutDeviceView      `json:"devices"`
 	Triggers       []triggerView            `json:"triggers"`
 }
 
 // revokeStepState is the revocation step as its providers' records make
-// it: pending while any is pending, unconfirmed if any gave up, else done.
+// it: running while any is pending, unconfirmed if any gave up, else done.
 func revokeStepState(revs []store.ProviderRevocation) store.StepState {
 	state := store.StepDone
 	for _, r := range revs {
@@ -351,6 +363,24 @@ func revokeStepState(revs []store.ProviderRevocation) store.StepState {
 		case store.RevocationPending:
 			return store.StepRunning
 		case store.RevocationUnconfirmed:
+			state = store.StepUnconfirmed
+		}
+	}
+	return state
+}
+
+// captureStepState is the usage capture step as the providers' records
+// make it; a provider that has not captured yet keeps it running.
+func captureStepState(revs []store.ProviderRevocation, caps []store.UsageCapture) store.StepState {
+	state := store.StepDone
+	if len(caps) < len(revs) {
+		state = store.StepRunning
+	}
+	for _, c := range caps {
+		switch c.State {
+		case store.CapturePending:
+			return store.StepRunning
+		case store.CaptureFailed:
 			state = store.StepUnconfirmed
 		}
 	}
@@ -369,8 +399,13 @@ func (s *Server) newLockoutView(ctx context.Context, res lockout.Result) (lockou
 	for _, st := range res.Steps {
 		sv := stepView{Step: st.Step, State: st.State, Attempts: st.Attempts, Note: st.LastError,
 			StartedAt: timePtr(st.StartedAt), FinishedAt: timePtr(st.FinishedAt)}
-		if st.Step == pipeline.StepRevoke && len(res.Revocations) > 0 {
-			sv.State = revokeStepState(res.Revocations)
+		if len(res.Revocations) > 0 {
+			switch st.Step {
+			case pipeline.StepRevoke:
+				sv.State = revokeStepState(res.Revocations)
+			case pipeline.StepCapture:
+				sv.State = captureStepState(res.Revocations, res.Captures)
+			}
 		}
 		v.Steps = append(v.Steps, sv)
 	}
@@ -378,6 +413,12 @@ func (s *Server) newLockoutView(ctx context.Context, res lockout.Result) (lockou
 		v.Providers = append(v.Providers, providerRevocationView{
 			Provider: r.Provider, State: r.State, Attempts: r.Attempts, LastError: r.LastError,
 			Confirmation: r.Confirmation, UpdatedAt: r.UpdatedAt.UTC(),
+		})
+	}
+	for _, c := range res.Captures {
+		v.UsageCaptures = append(v.UsageCaptures, usageCaptureView{
+			Provider: c.Provider, State: c.State, Attempts: c.Attempts, WindowFrom: c.WindowFrom.UTC(), WindowTo: c.WindowTo.UTC(),
+			LastError: c.LastError, Capture: c.Capture, UpdatedAt: c.UpdatedAt.UTC(),
 		})
 	}
 	for _, tr := range res.Triggers {

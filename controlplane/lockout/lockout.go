@@ -20,9 +20,11 @@ import (
 var ErrUnknownUser = errors.New("unknown user")
 
 // Pipeline starts a new lockout's durable steps inside the transaction
-// that created it (pipeline.Pipeline).
+// that created it, and is told when that transaction committed
+// (pipeline.Pipeline).
 type Pipeline interface {
 	Begin(ctx context.Context, st store.Store, tx any, l store.Lockout) error
+	Committed(l store.Lockout)
 }
 
 // Service locks users out and overrides lockouts.
@@ -46,6 +48,7 @@ type Result struct {
 	Commands    []store.Command
 	Steps       []store.LockoutStep
 	Revocations []store.ProviderRevocation
+	Captures    []store.UsageCapture
 	Triggers    []store.LockoutTrigger
 	// Created is false when the user already had an open lockout.
 	Created bool
@@ -86,6 +89,7 @@ func (s *Service) LockUser(ctx context.Context, orgID, email, trigger string, ev
 		return Result{}, err
 	}
 	if created {
+		s.pipeline.Committed(l)
 		s.log.Info("user locked out", "org", orgID, "lockout", l.ID, "user", user.ID, "trigger", trigger)
 	} else {
 		s.log.Info("lockout already open; trigger recorded", "org", orgID, "lockout", l.ID, "trigger", trigger)
@@ -135,6 +139,9 @@ func (s *Service) Get(ctx context.Context, orgID, lockoutID string) (Result, err
 	}
 	if res.Revocations, err = s.store.ListProviderRevocations(ctx, orgID, l.ID); err != nil {
 		return Result{}, fmt.Errorf("listing revocations of lockout %s: %w", lockoutID, err)
+	}
+	if res.Captures, err = s.store.ListUsageCaptures(ctx, orgID, l.ID); err != nil {
+		return Result{}, fmt.Errorf("listing usage captures of lockout %s: %w", lockoutID, err)
 	}
 	if res.Triggers, err = s.store.ListLockoutTriggers(ctx, orgID, l.ID); err != nil {
 		return Result{}, fmt.Errorf("listing triggers of lockout %s: %w", lockoutID, err)

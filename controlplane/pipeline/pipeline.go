@@ -26,16 +26,24 @@ import (
 	"github.com/toktra/toktra/internal/clock"
 )
 
-// The steps of a lockout, in order.
+// The steps of a lockout, in order. Capture and revoke run per provider,
+// capture first; their step states are derived from the per-provider
+// records.
 const (
-	StepRevoke = "revoke"
-	StepLock   = "lock"
+	StepCapture = "capture"
+	StepRevoke  = "revoke"
+	StepLock    = "lock"
 )
 
 // Steps lists the pipeline's steps in order.
-var Steps = []string{StepRevoke, StepLock}
+var Steps = []string{StepCapture, StepRevoke, StepLock}
 
-const queue = "lockout"
+// Revocations and device locks have queues (and workers) of their own, so
+// a lock never waits behind provider calls queued before it.
+const (
+	queue     = "lockout"
+	lockQueue = "lockout_lock"
+)
 
 // Connector is what the pipeline needs of a provider connector.
 type Connector interface {
@@ -63,7 +71,7 @@ type Config struct {
 	// is honoured when longer.
 	RetryBase, RetryMax time.Duration
 	// LockGrace is the longest the device lock waits for the providers'
-	// first revocation attempts (default 5s): a slow provider never delays
+	// first revocation attempts (default 1s): a slow provider never delays
 	// it more than that, a fast one not at all.
 	LockGrace time.Duration
 	// JobTimeout bounds one attempt of one job (default 60s).
@@ -106,7 +114,7 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Pipeline, error)
 	cfg.RevokeAttempts = orDefault(cfg.RevokeAttempts, 8)
 	cfg.RetryBase = orDefault(cfg.RetryBase, 2*time.Second)
 	cfg.RetryMax = orDefault(cfg.RetryMax, 5*time.Minute)
-	cfg.LockGrace = orDefault(cfg.LockGrace, 5*time.Second)
+	cfg.LockGrace = orDefault(cfg.LockGrace, time.Second)
 	cfg.PollInterval = orDefault(cfg.PollInterval, 200*time.Millisecond)
 	cfg.JobTimeout = orDefault(cfg.JobTimeout, 60*time.Second)
 	cfg.RescueAfter = orDefault(cfg.RescueAfter, 90*time.Second)
@@ -123,13 +131,18 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Pipeline, error)
 		return nil, err
 	}
 	client, err := river.NewClient(driver, &river.Config{
-		Queues:               map[string]river.QueueConfig{queue: {MaxWorkers: cfg.Workers}},
+		Queues:               map[string]river.QueueConfig{queue: {MaxWorkers: cfg.Workers}, lockQueue: {MaxWorkers: cfg.Workers}},
 		Workers:              workers,
 		Logger:               p.log,
 		FetchPollInterval:    cfg.PollInterval,
 		FetchCooldown:        10 * time.Millisecond,
 		JobTimeout:           cfg.JobTimeout,
 		RescueStuckJobsAfter: cfg.RescueAfter,
+		// River's reindexer needs to own its tables; on Postgres the
+		// application runs as a role that owns none (Row-Level Security).
+		// Its indexes are small and churn-resistant; reindex from
+		// maintenance, as the owner, if ever needed.
+		ReindexerSchedule: river.NeverSchedule(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating job client: %w", err)
@@ -218,22 +231,43 @@ func (p *Pipeline) Begin(ctx context.Context, st store.Store, tx any, l store.Lo
 	var lockAt time.Time
 	if len(conns) > 0 {
 		lockAt = queueClock.Now().Add(p.cfg.LockGrace)
-	} else if _, err := st.UpdateLockoutStep(ctx, store.UpdateLockoutStepParams{
-		OrgID: l.OrgID, LockoutID: l.ID, Step: StepRevoke, State: store.StepDone, LastError: "no providers connected", At: now,
-	}); err != nil {
-		return err
+	} else {
+		for _, step := range []string{StepCapture, StepRevoke} {
+			if _, err := st.UpdateLockoutStep(ctx, store.UpdateLockoutStepParams{
+				OrgID: l.OrgID, LockoutID: l.ID, Step: step, State: store.StepDone, LastError: "no providers connected", At: now,
+			}); err != nil {
+				return err
+			}
+		}
 	}
 	if _, err := p.insertTx(ctx, tx, LockArgs{OrgID: l.OrgID, LockoutID: l.ID}, &river.InsertOpts{
-		Queue: queue, ScheduledAt: lockAt, UniqueOpts: uniqueByArgs, MaxAttempts: 25,
+		Queue: lockQueue, ScheduledAt: lockAt, UniqueOpts: uniqueByArgs, MaxAttempts: 25,
 	}); err != nil {
 		return fmt.Errorf("enqueueing device lock: %w", err)
 	}
 	return nil
 }
 
+// Committed is told that a lockout Begin started has committed: when its
+// grace ends, its device lock is made available at once. The queue's own
+// scheduler would only notice within seconds; the scheduled job stays the
+// fallback should this process die first.
+func (p *Pipeline) Committed(l store.Lockout) {
+	time.AfterFunc(p.cfg.LockGrace, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err := p.cfg.Store.InTx(ctx, func(st store.Store, tx any) error {
+			return p.lockNow(ctx, tx, l.OrgID, l.ID)
+		})
+		if err != nil {
+			p.log.Warn("releasing the device lock after its grace; the scheduled job will", "lockout", l.ID, "err", err)
+		}
+	})
+}
+
 // lockNow makes the lockout's scheduled device lock run at once.
 func (p *Pipeline) lockNow(ctx context.Context, tx any, orgID, lockoutID string) error {
-	res, err := p.insertTx(ctx, tx, LockArgs{OrgID: orgID, LockoutID: lockoutID}, &river.InsertOpts{Queue: queue, UniqueOpts: uniqueByArgs, MaxAttempts: 25})
+	res, err := p.insertTx(ctx, tx, LockArgs{OrgID: orgID, LockoutID: lockoutID}, &river.InsertOpts{Queue: lockQueue, UniqueOpts: uniqueByArgs, MaxAttempts: 25})
 	if err != nil {
 		return fmt.Errorf("enqueueing device lock: %w", err)
 	}

@@ -2,6 +2,7 @@ package pipeline_test
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -108,6 +109,11 @@ func setup(t *testing.T, backend string) *fixture {
 	f.fake.AddProject(fakeopenai.Project{ID: "proj_1", Name: "P"}, "user-alice", "user-bob")
 	f.fake.AddKey(fakeopenai.Key{ID: "key_alice", Project: "proj_1", OwnerUser: "user-alice"})
 	f.fake.AddKey(fakeopenai.Key{ID: "key_bob", Project: "proj_1", OwnerUser: "user-bob"})
+	f.fake.AddUsage(
+		fakeopenai.Usage{Day: f.clk.Now().Add(-3 * 24 * time.Hour), UserID: "user-alice", APIKeyID: "key_alice", ProjectID: "proj_1", Model: "gpt-4o", InputTokens: 1200, OutputTokens: 300, Requests: 4},
+		fakeopenai.Usage{Day: f.clk.Now().Add(-2 * 24 * time.Hour), UserID: "user-bob", APIKeyID: "key_bob", ProjectID: "proj_1", Model: "gpt-4o", InputTokens: 999, OutputTokens: 9, Requests: 1},
+		fakeopenai.Usage{Day: f.clk.Now().Add(-30 * 24 * time.Hour), UserID: "user-alice", APIKeyID: "key_alice", ProjectID: "proj_1", Model: "gpt-4o", InputTokens: 5, OutputTokens: 5, Requests: 1},
+	)
 	now := f.clk.Now()
 	if f.org, err = f.st.CreateOrg(ctx, store.CreateOrgParams{Name: "org", CreatedAt: now}); err != nil {
 		t.Fatal(err)
@@ -189,6 +195,23 @@ func TestLockoutCompletes(t *testing.T) {
 		}
 		if c := done.Commands[0]; c.Kind != store.CommandLock || c.DeviceID != f.device.ID {
 			t.Errorf("command = %+v; want a lock for the device", c)
+		}
+		// The usage was captured before the revocation, and only alice's
+		// within the 14 days.
+		caps, err := f.st.ListUsageCaptures(context.Background(), f.org.ID, res.Lockout.ID)
+		if err != nil || len(caps) != 1 || caps[0].State != store.CaptureCaptured {
+			t.Fatalf("usage captures = %+v, %v; want one captured", caps, err)
+		}
+		var capture providers.UsageCapture
+		if err := json.Unmarshal(caps[0].Capture, &capture); err != nil {
+			t.Fatal(err)
+		}
+		var input int64
+		for _, b := range capture.Buckets {
+			input += b.InputTokens
+		}
+		if !capture.UserFound || input != 1200 {
+			t.Errorf("captured usage = %d input tokens over %d buckets (user found %v); want alice's 1200 in the window", input, len(capture.Buckets), capture.UserFound)
 		}
 		st := f.fake.Snapshot()
 		if slices.Contains(st.Users, "user-alice") || slices.Contains(st.Keys, "key_alice") || !slices.Contains(st.Keys, "key_bob") {

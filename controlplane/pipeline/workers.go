@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -76,9 +77,17 @@ func (w *revokeWorker) Work(ctx context.Context, job *river.Job[RevokeArgs]) err
 		connector, cerr := p.cfg.Connect(ctx, conn)
 		if cerr != nil {
 			callErr = providers.Permanent(fmt.Errorf("connecting to %s: %w", a.Provider, cerr))
-		} else {
-			rev, callErr = connector.RevokeUser(ctx, user.Email)
+			break
 		}
+		// The usage comes first: once the user is removed, the provider
+		// no longer attributes it to them.
+		if retry, err := w.captureUsage(ctx, job, connector, l, user.Email); err != nil {
+			return err
+		} else if retry != nil {
+			callErr = retry
+			break
+		}
+		rev, callErr = connector.RevokeUser(ctx, user.Email)
 	}
 
 	now := p.cfg.Clock.Now()
@@ -124,6 +133,54 @@ func (w *revokeWorker) Work(ctx context.Context, job *river.Job[RevokeArgs]) err
 	}
 }
 
+// UsageWindow is how far back the usage captured before revocation goes.
+const UsageWindow = 14 * 24 * time.Hour
+
+// captureUsage records the user's usage at the provider for the window
+// before the lockout, once. A failure it may retry comes back as retry (the
+// attempt ends there, without revoking); past half the revocation budget
+// the capture is recorded as failed and the revocation goes on without it.
+func (w *revokeWorker) captureUsage(ctx context.Context, job *river.Job[RevokeArgs], c Connector, l store.Lockout, email string) (retry, err error) {
+	p, a := w.p, job.Args
+	capturer, ok := c.(providers.UsageCapturer)
+	if !ok {
+		return nil, nil
+	}
+	existing, err := p.cfg.Store.ListUsageCaptures(ctx, a.OrgID, a.LockoutID)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range existing {
+		if e.Provider == a.Provider && e.State != store.CapturePending {
+			return nil, nil
+		}
+	}
+	from, to := l.CreatedAt.Add(-UsageWindow), l.CreatedAt
+	capture, cerr := capturer.CaptureUsage(ctx, email, from, to)
+	state, lastErr := store.CaptureCaptured, ""
+	if cerr != nil {
+		lastErr = cerr.Error()
+		state = store.CaptureFailed
+		if providers.Retryable(cerr) && job.Attempt < max(1, job.MaxAttempts/2) {
+			state, retry = store.CapturePending, fmt.Errorf("capturing usage: %w", cerr)
+		}
+	}
+	raw, merr := json.Marshal(capture)
+	if merr != nil {
+		raw = nil
+	}
+	if _, err := p.cfg.Store.PutUsageCapture(ctx, store.PutUsageCaptureParams{
+		OrgID: a.OrgID, LockoutID: a.LockoutID, Provider: a.Provider, State: state, Attempts: job.Attempt,
+		WindowFrom: from, WindowTo: to, Capture: raw, LastError: lastErr, At: p.cfg.Clock.Now(),
+	}); err != nil {
+		return nil, fmt.Errorf("recording %s usage capture: %w", a.Provider, err)
+	}
+	if state == store.CaptureFailed {
+		p.log.Error("usage capture given up; revoking without it", "lockout", a.LockoutID, "provider", a.Provider, "err", cerr)
+	}
+	return retry, nil
+}
+
 type lockWorker struct {
 	river.WorkerDefaults[LockArgs]
 	p *Pipeline
@@ -136,6 +193,9 @@ func (w *lockWorker) Work(ctx context.Context, job *river.Job[LockArgs]) error {
 	started := p.cfg.Clock.Now()
 	err := p.cfg.Store.InTx(ctx, func(st store.Store, tx any) error {
 		l, err := st.GetLockout(ctx, a.OrgID, a.LockoutID)
+		if errors.Is(err, store.ErrNotFound) {
+			return river.JobCancel(fmt.Errorf("lockout %s does not exist", a.LockoutID))
+		}
 		if err != nil {
 			return err
 		}

@@ -25,6 +25,12 @@ type PipelineStore interface {
 	// ListProviderRevocations returns a lockout's revocations by provider name.
 	ListProviderRevocations(ctx context.Context, orgID, lockoutID string) ([]ProviderRevocation, error)
 
+	// PutUsageCapture creates or replaces one provider's capture of the
+	// user's usage for a lockout (taken before the revocation).
+	PutUsageCapture(ctx context.Context, p PutUsageCaptureParams) (UsageCapture, error)
+	// ListUsageCaptures returns a lockout's captures by provider name.
+	ListUsageCaptures(ctx context.Context, orgID, lockoutID string) ([]UsageCapture, error)
+
 	// AddLockoutTrigger records that something asked for the lockout (the
 	// first trigger, and every later one for the same open lockout).
 	AddLockoutTrigger(ctx context.Context, p AddLockoutTriggerParams) error
@@ -177,4 +183,47 @@ type PutProviderConnectionParams struct {
 	BaseURL     string
 	At          time.Time
 	ValidatedAt time.Time
+}
+
+// CaptureState is where one provider's usage capture stands.
+type CaptureState string
+
+const (
+	CapturePending  CaptureState = "pending"
+	CaptureCaptured CaptureState = "captured"
+	// CaptureFailed: given up so that the revocation could go on; the
+	// record says why.
+	CaptureFailed CaptureState = "failed"
+)
+
+// UsageCapture is a provider's record of the departing user's usage in the
+// window before the lockout, taken before they were removed there.
+type UsageCapture struct {
+	OrgID      string
+	LockoutID  string
+	Provider   string
+	State      CaptureState
+	Attempts   int
+	WindowFrom time.Time
+	WindowTo   time.Time
+	// Capture is the provider's usage and the calls that fetched it
+	// (providers.UsageCapture as JSON).
+	Capture   json.RawMessage
+	LastError string
+	CreatedAt time.Time
+	UpdatedAt time.Time
+}
+
+// PutUsageCaptureParams replaces a capture record.
+type PutUsageCaptureParams struct {
+	OrgID      string
+	LockoutID  string
+	Provider   string
+	State      CaptureState
+	Attempts   int
+	WindowFrom time.Time
+	WindowTo   time.Time
+	Capture    json.RawMessage
+	LastError  string
+	At         time.Time
 }

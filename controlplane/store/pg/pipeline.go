@@ -298,3 +298,49 @@ func fromOptJSON(b []byte) json.RawMessage {
 	}
 	return json.RawMessage(b)
 }
+
+var (
+	qPutUsageCapture   = pipelineQueries.MustGet("PutUsageCapture")
+	qListUsageCaptures = pipelineQueries.MustGet("ListUsageCaptures")
+)
+
+// PutUsageCapture creates or replaces the provider's usage capture for the
+// lockout, keeping when it was first created.
+func (s *Store) PutUsageCapture(ctx context.Context, p store.PutUsageCaptureParams) (store.UsageCapture, error) {
+	c, err := orgRow(ctx, s, p.OrgID, scanUsageCapture, qPutUsageCapture,
+		p.OrgID, p.LockoutID, p.Provider, string(p.State), p.Attempts, ts(p.WindowFrom), ts(p.WindowTo),
+		optJSON(p.Capture), p.LastError, ts(p.At))
+	if err != nil {
+		return store.UsageCapture{}, fmt.Errorf("putting %s usage capture of lockout %s: %w", p.Provider, p.LockoutID, translate(err))
+	}
+	return c, nil
+}
+
+// ListUsageCaptures returns the lockout's usage captures by provider name.
+func (s *Store) ListUsageCaptures(ctx context.Context, orgID, lockoutID string) ([]store.UsageCapture, error) {
+	cs, err := orgList(ctx, s, orgID, scanUsageCapture, qListUsageCaptures, orgID, lockoutID)
+	if err != nil {
+		return nil, fmt.Errorf("listing usage captures of lockout %s: %w", lockoutID, translate(err))
+	}
+	return cs, nil
+}
+
+func scanUsageCapture(r rowScanner) (store.UsageCapture, error) {
+	var (
+		c                          store.UsageCapture
+		state                      string
+		attempts                   int32
+		capture                    []byte
+		from, to, created, updated time.Time
+	)
+	if err := r.Scan(&c.OrgID, &c.LockoutID, &c.Provider, &state, &attempts, &from, &to, &capture,
+		&c.LastError, &created, &updated); err != nil {
+		return store.UsageCapture{}, err
+	}
+	c.State = store.CaptureState(state)
+	c.Attempts = int(attempts)
+	c.WindowFrom, c.WindowTo = from.UTC(), to.UTC()
+	c.Capture = fromOptJSON(capture)
+	c.CreatedAt, c.UpdatedAt = created.UTC(), updated.UTC()
+	return c, nil
+}

@@ -139,6 +139,9 @@ func seed(t *testing.T, s store.Store, name string) seeded {
 	must("InitLockoutSteps", s.InitLockoutSteps(ctx, store.InitLockoutStepsParams{OrgID: org.ID, LockoutID: l.ID, Steps: []string{"revoke", "lock"}, At: now}))
 	_, err = s.PutProviderRevocation(ctx, store.PutProviderRevocationParams{OrgID: org.ID, LockoutID: l.ID, Provider: "openai", State: store.RevocationPending, At: now})
 	must("PutProviderRevocation", err)
+	_, err = s.PutUsageCapture(ctx, store.PutUsageCaptureParams{OrgID: org.ID, LockoutID: l.ID, Provider: "openai", State: store.CapturePending,
+		WindowFrom: now.Add(-14 * 24 * time.Hour), WindowTo: now, At: now})
+	must("PutUsageCapture", err)
 	must("AddLockoutTrigger", s.AddLockoutTrigger(ctx, store.AddLockoutTriggerParams{OrgID: org.ID, LockoutID: l.ID, Source: "test", At: now}))
 	_, err = s.PutProviderConnection(ctx, store.PutProviderConnectionParams{OrgID: org.ID, Provider: "openai", SealedKey: []byte("sealed"), At: now})
 	must("PutProviderConnection", err)

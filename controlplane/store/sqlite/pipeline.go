@@ -284,3 +284,47 @@ func fromOptJSON(v sql.NullString) json.RawMessage {
 	}
 	return json.RawMessage(v.String)
 }
+
+var (
+	qPutUsageCapture   = pipelineQueries.MustGet("PutUsageCapture")
+	qListUsageCaptures = pipelineQueries.MustGet("ListUsageCaptures")
+)
+
+// PutUsageCapture creates or replaces the provider's usage capture for the
+// lockout, keeping when it was first created.
+func (s *Store) PutUsageCapture(ctx context.Context, p store.PutUsageCaptureParams) (store.UsageCapture, error) {
+	c, err := scanUsageCapture(s.writer.QueryRowContext(ctx, qPutUsageCapture,
+		p.OrgID, p.LockoutID, p.Provider, string(p.State), p.Attempts, micros(p.WindowFrom), micros(p.WindowTo),
+		optJSON(p.Capture), p.LastError, micros(p.At)))
+	if err != nil {
+		return store.UsageCapture{}, fmt.Errorf("putting %s usage capture of lockout %s: %w", p.Provider, p.LockoutID, translate(err))
+	}
+	return c, nil
+}
+
+// ListUsageCaptures returns the lockout's usage captures by provider name.
+func (s *Store) ListUsageCaptures(ctx context.Context, orgID, lockoutID string) ([]store.UsageCapture, error) {
+	cs, err := queryList(ctx, s.reader, qListUsageCaptures, scanUsageCapture, orgID, lockoutID)
+	if err != nil {
+		return nil, fmt.Errorf("listing usage captures of lockout %s: %w", lockoutID, translate(err))
+	}
+	return cs, nil
+}
+
+func scanUsageCapture(r rowScanner) (store.UsageCapture, error) {
+	var (
+		c                          store.UsageCapture
+		state                      string
+		capture                    sql.NullString
+		from, to, created, updated int64
+	)
+	if err := r.Scan(&c.OrgID, &c.LockoutID, &c.Provider, &state, &c.Attempts, &from, &to, &capture,
+		&c.LastError, &created, &updated); err != nil {
+		return store.UsageCapture{}, err
+	}
+	c.State = store.CaptureState(state)
+	c.WindowFrom, c.WindowTo = fromMicros(from), fromMicros(to)
+	c.Capture = fromOptJSON(capture)
+	c.CreatedAt, c.UpdatedAt = fromMicros(created), fromMicros(updated)
+	return c, nil
+}

@@ -112,3 +112,23 @@ ORDER BY provider;
 -- name: DeleteProviderConnection
 DELETE FROM provider_connections
 WHERE org_id = ?1 AND provider = ?2;
+
+-- name: PutUsageCapture
+-- Replaces everything but created_at.
+INSERT INTO usage_captures (org_id, lockout_id, provider, state, attempts, window_from, window_to, capture, last_error, created_at, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)
+ON CONFLICT (org_id, lockout_id, provider) DO UPDATE
+SET state = excluded.state,
+    attempts = excluded.attempts,
+    window_from = excluded.window_from,
+    window_to = excluded.window_to,
+    capture = excluded.capture,
+    last_error = excluded.last_error,
+    updated_at = excluded.updated_at
+RETURNING org_id, lockout_id, provider, state, attempts, window_from, window_to, capture, last_error, created_at, updated_at;
+
+-- name: ListUsageCaptures
+SELECT org_id, lockout_id, provider, state, attempts, window_from, window_to, capture, last_error, created_at, updated_at
+FROM usage_captures
+WHERE org_id = ?1 AND lockout_id = ?2
+ORDER BY provider;

@@ -45,6 +45,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"Policy", testPolicy},
 		{"Ping", testPing},
 		{"InTx", testInTx},
+		{"UsageCaptures", testUsageCaptures},
 		{"LockoutSteps", testLockoutSteps},
 		{"ProviderRevocations", testProviderRevocations},
 		{"LockoutTriggers", testLockoutTriggers},
