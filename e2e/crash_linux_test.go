@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/toktra/toktra/controlplane/providers/providertest/fakeanthropic"
+	"github.com/toktra/toktra/controlplane/providers/providertest/fakeapi"
 	"github.com/toktra/toktra/controlplane/providers/providertest/fakeopenai"
 )
 
@@ -25,10 +26,11 @@ type fullLockout struct {
 		Confirmation json.RawMessage `json:"confirmation"`
 	} `json:"providers"`
 	Devices []struct {
-		DeviceID string `json:"device_id"`
-		Kind     string `json:"kind"`
-		Sequence uint64 `json:"sequence"`
-		State    string `json:"state"`
+		DeviceID     string `json:"device_id"`
+		Kind         string `json:"kind"`
+		Sequence     uint64 `json:"sequence"`
+		State        string `json:"state"`
+		CommandsSent int    `json:"commands_sent"`
 	} `json:"devices"`
 }
 
@@ -146,6 +148,8 @@ func TestCrashResume(t *testing.T) {
 				t.Errorf("device after the lockout: reachable=%v refused=%v err=%v; want refused", ok, refused, err)
 			}
 			assertOneLockPerDevice(t, done)
+			assertEachResourceChangedOnce(t, "OpenAI", fakes.openai.Calls())
+			assertEachResourceChangedOnce(t, "Anthropic", fakes.anthropic.Calls())
 
 			// 2. Killed with the lock command stored but not acknowledged
 			//    (the agent is down), then everything comes back.
@@ -202,13 +206,34 @@ func waitLockoutDone(t *testing.T, cp *controlPlane, id string) fullLockout {
 	return l
 }
 
-// assertOneLockPerDevice: the lockout's device list shows the newest
-// command per device; a duplicate lock would show a second sequence.
+// assertOneLockPerDevice: each device got exactly one lock command (one
+// sequence) for the lockout, whatever was killed on the way.
 func assertOneLockPerDevice(t *testing.T, l fullLockout) {
 	t.Helper()
 	for _, d := range l.Devices {
-		if d.Kind != "lock" || d.Sequence == 0 {
-			t.Errorf("device %s: %+v; want its lock", d.DeviceID, d)
+		if d.Kind != "lock" || d.Sequence == 0 || d.CommandsSent != 1 {
+			t.Errorf("device %s: %+v; want exactly one lock", d.DeviceID, d)
+		}
+	}
+}
+
+// assertEachResourceChangedOnce: the provider saw one changing call per
+// resource: the run after the crash found what the killed one had already
+// removed gone, and did not remove it again.
+func assertEachResourceChangedOnce(t *testing.T, name string, calls []fakeapi.Call) {
+	t.Helper()
+	seen := map[string]int{}
+	for _, c := range calls {
+		if c.Method != "GET" {
+			seen[c.Method+" "+c.Path]++
+		}
+	}
+	if len(seen) == 0 {
+		t.Errorf("%s: no changing call reached the provider", name)
+	}
+	for call, n := range seen {
+		if n != 1 {
+			t.Errorf("%s: %s sent %d times; want once", name, call, n)
 		}
 	}
 }

@@ -300,6 +300,9 @@ type lockoutDeviceView struct {
 	SentAt      time.Time          `json:"issued_at"`
 	DeliveredAt *time.Time         `json:"delivered_at,omitempty"`
 	AckedAt     *time.Time         `json:"acked_at,omitempty"`
+	// CommandsSent counts this lockout's commands of this kind to the
+	// device: one per lock or unlock, whatever crashes or retries happened.
+	CommandsSent int `json:"commands_sent"`
 }
 
 type stepView struct {
@@ -425,8 +428,16 @@ func (s *Server) newLockoutView(ctx context.Context, res lockout.Result) (lockou
 		v.Triggers = append(v.Triggers, triggerView{Source: tr.Source, At: tr.At.UTC(), Evidence: tr.Evidence})
 	}
 	latest := map[string]store.Command{}
+	sent := map[string]map[store.CommandKind]int{}
 	var order []string
 	for _, c := range res.Commands {
+		if sent[c.DeviceID] == nil {
+			sent[c.DeviceID] = map[store.CommandKind]int{}
+		}
+		// An expired, re-issued command is the same step sent again.
+		if c.Reason != "expired_undelivered" {
+			sent[c.DeviceID][c.Kind]++
+		}
 		prev, ok := latest[c.DeviceID]
 		if !ok {
 			order = append(order, c.DeviceID)
@@ -440,6 +451,7 @@ func (s *Server) newLockoutView(ctx context.Context, res lockout.Result) (lockou
 		dv := lockoutDeviceView{
 			DeviceID: id, Kind: c.Kind, Sequence: c.Seq, State: c.State, Reason: c.Reason, Detail: c.Detail,
 			SentAt: c.CreatedAt.UTC(), DeliveredAt: timePtr(c.DeliveredAt), AckedAt: timePtr(c.AckedAt),
+			CommandsSent: sent[id][c.Kind],
 		}
 		if d, err := s.store.GetDevice(ctx, l.OrgID, id); err == nil {
 			dv.Hostname = d.Hostname
