@@ -334,3 +334,24 @@ func TestEnrollRefusesBadInput(t *testing.T) {
 		t.Errorf("devices after refused enrollments = %d, %v; want none", len(devices), err)
 	}
 }
+
+// TestEnrollLockedOutUserLocksAtOnce: a device enrolled for a user who is
+// already locked out gets its lock before it first connects.
+func TestEnrollLockedOutUserLocksAtOnce(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	u, err := f.st.UpsertUser(ctx, store.UpsertUserParams{OrgID: f.org.ID, Email: "alice@example.com", CreatedAt: f.clk.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, _, err := f.st.CreateLockout(ctx, store.CreateLockoutParams{OrgID: f.org.ID, UserID: u.ID, Trigger: "test", CreatedAt: f.clk.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := f.enroll(t, "SN-LATE")
+	cmds, err := f.st.ListUnackedCommands(ctx, f.org.ID, d.id)
+	if err != nil || len(cmds) != 1 || cmds[0].Kind != store.CommandLock || cmds[0].LockoutID != l.ID {
+		t.Fatalf("commands of the new device = %+v, %v; want one lock for lockout %s", cmds, err, l.ID)
+	}
+}

@@ -3,6 +3,7 @@ package fleet
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,50 +136,63 @@ func (s *Service) Enroll(ctx context.Context, req *agentv1.EnrollRequest) (*agen
 		return nil, status.Error(codes.Unauthenticated, "enrollment secret expired or revoked")
 	}
 	facts := req.GetFacts()
-	user, err := s.cfg.Store.UpsertUser(ctx, store.UpsertUserParams{
-		OrgID: secret.OrgID, Email: strings.ToLower(facts.GetUserEmail()), CreatedAt: now,
-	})
-	if err != nil {
-		return nil, s.internal("recording user", err)
-	}
-	dev, err := s.cfg.Store.CreateDevice(ctx, store.CreateDeviceParams{
-		OrgID:        secret.OrgID,
-		UserID:       user.ID,
-		Hostname:     facts.GetHostname(),
-		OS:           facts.GetOs(),
-		OSVersion:    facts.GetOsVersion(),
-		Arch:         facts.GetArch(),
-		Serial:       facts.GetSerial(),
-		AgentVersion: facts.GetAgentVersion(),
-		CreatedAt:    now,
-	})
-	if errors.Is(err, store.ErrConflict) {
-		return nil, status.Error(codes.AlreadyExists, "a device with this serial is already enrolled in the org; revoke it first")
-	}
-	if err != nil {
-		return nil, s.internal("recording device", err)
-	}
-	id := pki.DeviceIdentity{OrgID: secret.OrgID, DeviceID: dev.ID}
-	certDER, cert, err := s.cfg.CA.SignDeviceCSR(req.GetCsrDer(), id, now, s.cfg.DeviceCertLifetime)
-	if err != nil {
-		return nil, status.Errorf(codes.InvalidArgument, "certificate request refused: %v", err)
-	}
-	if err := s.cfg.Store.SetDeviceCert(ctx, store.SetDeviceCertParams{
-		OrgID: id.OrgID, DeviceID: id.DeviceID, CertSerial: cert.SerialNumber.Text(16), CertNotAfter: cert.NotAfter,
-	}); err != nil {
-		return nil, s.internal("recording device certificate", err)
-	}
-	// A device enrolled for a user who is locked out is locked at once.
-	lockouts, err := s.cfg.Store.ListLockouts(ctx, id.OrgID)
-	if err != nil {
-		return nil, s.internal("listing lockouts", err)
-	}
-	for _, l := range lockouts {
-		if l.UserID == user.ID && l.State == store.LockoutOpen {
-			if _, err := s.cfg.Issuer.Issue(ctx, id.OrgID, id.DeviceID, l.ID, store.CommandLock); err != nil {
-				return nil, s.internal("locking new device of locked-out user", err)
+	var (
+		user    store.User
+		dev     store.Device
+		id      pki.DeviceIdentity
+		certDER []byte
+	)
+	// One transaction: a refused request leaves no half-enrolled device.
+	err = s.cfg.Store.InTx(ctx, func(st store.Store, _ any) error {
+		var err error
+		user, err = st.UpsertUser(ctx, store.UpsertUserParams{
+			OrgID: secret.OrgID, Email: strings.ToLower(facts.GetUserEmail()), CreatedAt: now,
+		})
+		if err != nil {
+			return s.internal("recording user", err)
+		}
+		dev, err = st.CreateDevice(ctx, store.CreateDeviceParams{
+			OrgID:        secret.OrgID,
+			UserID:       user.ID,
+			Hostname:     facts.GetHostname(),
+			OS:           facts.GetOs(),
+			OSVersion:    facts.GetOsVersion(),
+			Arch:         facts.GetArch(),
+			Serial:       facts.GetSerial(),
+			AgentVersion: facts.GetAgentVersion(),
+			CreatedAt:    now,
+		})
+		if errors.Is(err, store.ErrConflict) {
+			return status.Error(codes.AlreadyExists, "a device with this serial is already enrolled in the org; revoke it first")
+		}
+		if err != nil {
+			return s.internal("recording device", err)
+		}
+		id = pki.DeviceIdentity{OrgID: secret.OrgID, DeviceID: dev.ID}
+		var cert *x509.Certificate
+		certDER, cert, err = s.cfg.CA.SignDeviceCSR(req.GetCsrDer(), id, now, s.cfg.DeviceCertLifetime)
+		if err != nil {
+			return status.Errorf(codes.InvalidArgument, "certificate request refused: %v", err)
+		}
+		if err := st.SetDeviceCert(ctx, store.SetDeviceCertParams{
+			OrgID: id.OrgID, DeviceID: id.DeviceID, CertSerial: cert.SerialNumber.Text(16), CertNotAfter: cert.NotAfter,
+		}); err != nil {
+			return s.internal("recording device certificate", err)
+		}
+		// A device enrolled for a user who is locked out is locked at once.
+		open, err := st.ListLockoutsPage(ctx, store.ListLockoutsParams{OrgID: id.OrgID, State: store.LockoutOpen, UserID: user.ID, Limit: 1})
+		if err != nil {
+			return s.internal("looking up the user's lockout", err)
+		}
+		for _, l := range open.Lockouts {
+			if _, err := s.cfg.Issuer.IssueIn(ctx, st, id.OrgID, id.DeviceID, l.ID, store.CommandLock); err != nil {
+				return s.internal("locking new device of locked-out user", err)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	s.log.Info("device enrolled", "org", id.OrgID, "device", id.DeviceID, "user", user.ID, "hostname", dev.Hostname)
 	return &agentv1.EnrollResponse{
