@@ -70,7 +70,9 @@ func setup(t *testing.T) *fleetFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLSConfig(ca, serverCert))))
+	// WaitForHandlers: Stop (a cleanup that runs before the store closes)
+	// returns only once no handler touches the store or its directory.
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLSConfig(ca, serverCert))), grpc.WaitForHandlers(true))
 	agentv1.RegisterEnrollmentServiceServer(gs, f.svc)
 	agentv1.RegisterAgentServiceServer(gs, f.svc)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

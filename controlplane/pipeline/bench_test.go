@@ -330,7 +330,7 @@ func newScaleHarness(tb testing.TB, cfg scaleConfig) *scaleHarness {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLSConfig(ca, serverCert))), grpc.MaxRecvMsgSize(1<<20))
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(pki.ServerTLSConfig(ca, serverCert))), grpc.MaxRecvMsgSize(1<<20), grpc.WaitForHandlers(true))
 	agentv1.RegisterEnrollmentServiceServer(gs, h.fleetSvc)
 	agentv1.RegisterAgentServiceServer(gs, h.fleetSvc)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -329,6 +329,8 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.MaxRecvMsgSize(1<<20),
+		// Stop returns only once every handler has: the store closes after.
+		grpc.WaitForHandlers(true),
 	)
 	agentv1.RegisterEnrollmentServiceServer(gs, s.fleet)
 	agentv1.RegisterAgentServiceServer(gs, s.fleet)
