@@ -30,7 +30,7 @@ type profile struct {
 	models      []useModel // personal model mix (weights sum arbitrary)
 	tryDay      int        // day index of a one-off try of a random model, or -1
 	tryModel    useModel
-	switchDay   int        // day a legitimate new model joins the mix, or -1
+	switchDay   int // day a legitimate new model joins the mix, or -1
 	switchModel useModel
 
 	inject injection
