@@ -198,3 +198,26 @@ func TestSummarize(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkDetect100k is the detection target: one user with 100k
+// events in the 14-day window (and a 90-day baseline of the same rhythm),
+// target ≤ 50 ms.
+func BenchmarkDetect100k(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	winFrom := end.AddDate(0, 0, -14)
+	var evs []Event
+	for i := range 100_000 {
+		evs = append(evs, Event{
+			At:     winFrom.Add(time.Duration(r.Int64N(int64(14 * 24 * time.Hour)))),
+			Source: []string{SourceDevice, SourceProvider}[i%2], Provider: "openai", Model: "gpt-4o",
+			Domain: "api.openai.com", InputTokens: 500, OutputTokens: 100, BytesSent: int64(1000 + r.IntN(50_000)),
+		})
+	}
+	evs = append(evs, steady(end.AddDate(0, 0, -104), winFrom, 40_000, 0.3, 7)...)
+	h := History{User: "u", Events: evs, Location: time.UTC}
+	b.ResetTimer()
+	for b.Loop() {
+		Detect(h, end, Options{})
+	}
+	b.ReportMetric(b.Elapsed().Seconds()*1000/float64(b.N), "ms/detect")
+}
