@@ -13,7 +13,7 @@ import (
 // before now, and returns the first day.
 func (f *apiFixture) seedUsage(t *testing.T) time.Time {
 	t.Helper()
-	day := f.clk.Now().UTC().Truncate(24*time.Hour).Add(-3 * 24 * time.Hour)
+	day := f.clk.Now().UTC().Truncate(24 * time.Hour).Add(-3 * 24 * time.Hour)
 	a := f.a
 	_, err := f.st.AppendDeviceUsage(f.ctx, store.AppendDeviceUsageParams{OrgID: a.org.ID, DeviceID: a.device.ID, UserID: a.user.ID, BatchSeq: 1, At: day,
 		Events: []store.UsageEvent{

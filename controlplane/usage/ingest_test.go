@@ -309,7 +309,9 @@ func TestIngestAllAndRetention(t *testing.T) {
 func TestNewIngesterRefusesBadConfig(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
-	open := func(context.Context, store.ProviderConnection) (providers.OrgUsageReader, error) { return nil, errors.New("no") }
+	open := func(context.Context, store.ProviderConnection) (providers.OrgUsageReader, error) {
+		return nil, errors.New("no")
+	}
 	for _, cfg := range []usage.IngestConfig{
 		{Open: open},
 		{Store: f.st},
