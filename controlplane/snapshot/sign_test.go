@@ -37,7 +37,7 @@ type testTSA struct {
 	key     crypto.Signer
 }
 
-func newTestTSA(t *testing.T) *testTSA {
+func newTestTSA(t testing.TB) *testTSA {
 	t.Helper()
 	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	now := time.Now()
@@ -86,7 +86,7 @@ func (a *testTSA) timestamp(_ context.Context, digest []byte) ([]byte, error) {
 
 // signSetup makes a control plane CA with its evidence signer in a fresh
 // directory, and a TSA.
-func signSetup(t *testing.T) (*pki.CA, *pki.EvidenceSigner, *testTSA) {
+func signSetup(t testing.TB) (*pki.CA, *pki.EvidenceSigner, *testTSA) {
 	t.Helper()
 	dir := t.TempDir()
 	ca, err := pki.LoadOrCreateCA(dir, time.Now())
