@@ -31,14 +31,14 @@ func BenchmarkRender(b *testing.B) {
 }
 
 // BenchmarkSign signs a rendered 10k-event snapshot with the evidence key
-// and a timestamp from an in-process TSA.
+// and a timestamp from the local TSA over loopback HTTP.
 func BenchmarkSign(b *testing.B) {
-	_, ev, tsa := signSetup(b)
+	_, ev, ts := signSetup(b)
 	doc, err := snapshot.Render(fixture(10_000))
 	if err != nil {
 		b.Fatal(err)
 	}
-	s := snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(), Timestamp: tsa.timestamp}
+	s := snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(), TSA: ts.client}
 	start := time.Now()
 	for b.Loop() {
 		if _, err := snapshot.Sign(context.Background(), doc, s); err != nil {

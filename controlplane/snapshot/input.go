@@ -1,6 +1,9 @@
 package snapshot
 
 import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -248,4 +251,15 @@ func (in *Input) Validate() error {
 		return errors.New("invalid snapshot input: " + strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// TSAFromCertificate describes a timestamping authority by its signing
+// certificate (tsa.Token.Signer, or tsa.Local.SignerCertificate()).
+func TSAFromCertificate(name, url string, cert *x509.Certificate) TSA {
+	sum := sha256.Sum256(cert.Raw)
+	return TSA{
+		Name: name, URL: url,
+		Subject: cert.Subject.String(), Issuer: cert.Issuer.String(),
+		Serial: cert.SerialNumber.Text(16), Fingerprint: hex.EncodeToString(sum[:]),
+	}
 }

@@ -3,12 +3,14 @@ package snapshot_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/toktra/toktra/controlplane/snapshot"
+	"github.com/toktra/toktra/controlplane/tsa"
 )
 
 func TestRenderRefusesIncompleteInput(t *testing.T) {
@@ -95,10 +97,18 @@ func TestRenderHostileText(t *testing.T) {
 
 func TestSignRefuses(t *testing.T) {
 	t.Parallel()
-	_, ev, tsa := signSetup(t)
+	_, ev, ts := signSetup(t)
 	_, other, _ := signSetup(t)
 	doc := render(t, fixture(5))
-	tsaDown := errors.New("tsa: 503 from every authority")
+	// A TSA that throttles every request.
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "slow down", http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(down.Close)
+	throttled, err := tsa.NewClient(tsa.ClientConfig{PrimaryURL: down.URL, Roots: ts.local.Roots(), MaxAttempts: 2, BaseDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		ctx  func() context.Context
@@ -106,22 +116,16 @@ func TestSignRefuses(t *testing.T) {
 		s    snapshot.Signer
 		want string
 	}{
-		{"no key", context.Background, doc, snapshot.Signer{Chain: ev.Chain(), Timestamp: tsa.timestamp}, "key and certificate"},
+		{"no key", context.Background, doc, snapshot.Signer{Chain: ev.Chain(), TSA: ts.client}, "key and certificate"},
 		{"no timestamp authority", context.Background, doc, snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain()}, "timestamp authority"},
-		{"key of another certificate", context.Background, doc, snapshot.Signer{Key: other.Signer(), Chain: ev.Chain(), Timestamp: tsa.timestamp}, "does not match"},
-		{"not a pdf", context.Background, []byte("%PDF-1.3\nnonsense"), snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(), Timestamp: tsa.timestamp}, "reading pdf"},
-		{"timestamp authority fails", context.Background, doc, snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(),
-			Timestamp: func(context.Context, []byte) ([]byte, error) { return nil, tsaDown }}, tsaDown.Error()},
+		{"key of another certificate", context.Background, doc, snapshot.Signer{Key: other.Signer(), Chain: ev.Chain(), TSA: ts.client}, "does not match"},
+		{"not a pdf", context.Background, []byte("%PDF-1.3\nnonsense"), snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(), TSA: ts.client}, "reading pdf"},
+		{"timestamp authority throttles", context.Background, doc, snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(), TSA: throttled}, "2 attempts failed"},
 		{"cancelled", func() context.Context {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
 			return ctx
-		}, doc, snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(), Timestamp: func(ctx context.Context, d []byte) ([]byte, error) {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			return tsa.timestamp(ctx, d)
-		}}, "context canceled"},
+		}, doc, snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(), TSA: ts.client}, "context canceled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -22,13 +22,17 @@ import (
 	"github.com/digitorus/timestamp"
 	"golang.org/x/crypto/cryptobyte"
 	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
+
+	"github.com/toktra/toktra/controlplane/tsa"
 )
 
-// TimestampFunc obtains a verified RFC 3161 time-stamp token (the DER
-// TimeStampToken) over a SHA-256 digest. The TSA client of
-// controlplane/tsa provides one: it sends a nonce and checks the nonce,
-// the message imprint and the TSA's chain before returning the token.
-type TimestampFunc func(ctx context.Context, digest []byte) (token []byte, err error)
+// Timestamper obtains a verified RFC 3161 time-stamp token over a SHA-256
+// digest: *tsa.Client (remote TSAs, with its nonce, imprint and chain
+// checks, fallback and backoff) and *tsa.Local (the embedded TSA) are both
+// one.
+type Timestamper interface {
+	Timestamp(ctx context.Context, digest []byte) (*tsa.Token, error)
+}
 
 // Signer is what Sign signs with: the evidence key, its certificate chain
 // (leaf first, then the CA: see pki.EvidenceSigner), and the time-stamping
@@ -36,8 +40,8 @@ type TimestampFunc func(ctx context.Context, digest []byte) (token []byte, err e
 type Signer struct {
 	Key   crypto.Signer
 	Chain []*x509.Certificate
-	// Timestamp timestamps the signature value; required.
-	Timestamp TimestampFunc
+	// TSA timestamps the signature value; required.
+	TSA Timestamper
 	// Reason is the signature's stated reason (optional).
 	Reason string
 }
@@ -59,7 +63,7 @@ func Sign(ctx context.Context, doc []byte, s Signer) ([]byte, error) {
 	if s.Key == nil || len(s.Chain) == 0 || s.Chain[0] == nil {
 		return nil, errors.New("signing snapshot: key and certificate chain are required")
 	}
-	if s.Timestamp == nil {
+	if s.TSA == nil {
 		return nil, errors.New("signing snapshot: a timestamp authority is required")
 	}
 	if pub, ok := s.Chain[0].PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !pub.Equal(s.Key.Public()) {
@@ -70,7 +74,7 @@ func Sign(ctx context.Context, doc []byte, s Signer) ([]byte, error) {
 		return nil, fmt.Errorf("signing snapshot: reading pdf: %w", err)
 	}
 
-	relay, err := startTimestampRelay(ctx, s.Timestamp)
+	relay, err := startTimestampRelay(ctx, s.TSA)
 	if err != nil {
 		return nil, fmt.Errorf("signing snapshot: %w", err)
 	}
@@ -146,10 +150,10 @@ func SHA256(doc []byte) string {
 }
 
 // timestampRelay serves pdfsign's RFC 3161 request on loopback and answers
-// it through a TimestampFunc. pdfsign can only POST to a URL with its own
+// it through a Timestamper. pdfsign can only POST to a URL with its own
 // http.Client (no context, no timeout, no response checks); the relay gives
-// the request the caller's context and the TSA client's checks, and keeps
-// the real TSA's error for the caller.
+// the request the caller's context and the TSA client's checks (and its
+// fallback and backoff), and keeps the real TSA's error for the caller.
 type timestampRelay struct {
 	url    string
 	srv    *http.Server
@@ -158,7 +162,7 @@ type timestampRelay struct {
 	served bool
 }
 
-func startTimestampRelay(ctx context.Context, ts TimestampFunc) (*timestampRelay, error) {
+func startTimestampRelay(ctx context.Context, ts Timestamper) (*timestampRelay, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("starting timestamp relay: %w", err)
@@ -202,7 +206,7 @@ func startTimestampRelay(ctx context.Context, ts TimestampFunc) (*timestampRelay
 	return r, nil
 }
 
-func (r *timestampRelay) timestamp(ctx context.Context, req *http.Request, ts TimestampFunc) ([]byte, error) {
+func (r *timestampRelay) timestamp(ctx context.Context, req *http.Request, ts Timestamper) ([]byte, error) {
 	r.mu.Lock()
 	again := r.served
 	r.served = true
@@ -225,14 +229,14 @@ func (r *timestampRelay) timestamp(ctx context.Context, req *http.Request, ts Ti
 	if tsReq.HashAlgorithm != crypto.SHA256 || len(tsReq.HashedMessage) != sha256.Size {
 		return nil, fmt.Errorf("request is for a %v digest; want SHA-256", tsReq.HashAlgorithm)
 	}
-	token, err := ts(ctx, tsReq.HashedMessage)
+	token, err := ts.Timestamp(ctx, tsReq.HashedMessage)
 	if err != nil {
 		return nil, err
 	}
-	if len(token) == 0 {
+	if token == nil || len(token.DER) == 0 {
 		return nil, errors.New("the timestamp authority returned an empty token")
 	}
-	return token, nil
+	return token.DER, nil
 }
 
 func (r *timestampRelay) err() error {

@@ -3,17 +3,10 @@ package snapshot_test
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/hex"
-	"encoding/pem"
-	"math/big"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,65 +16,34 @@ import (
 	"time"
 
 	"github.com/digitorus/pkcs7"
-	"github.com/digitorus/timestamp"
 
 	"github.com/toktra/toktra/controlplane/snapshot"
+	"github.com/toktra/toktra/controlplane/tsa"
 	"github.com/toktra/toktra/pki"
 )
 
-// testTSA is an RFC 3161 authority for tests: a root and a TSA
-// certificate with the critical timeStamping extended key usage.
+// testTSA is the local TSA of controlplane/tsa served over HTTP on a
+// loopback test server, and a tsa.Client for it: the production path of
+// a remote TSA, with every check the client makes.
 type testTSA struct {
+	local   *tsa.Local
+	client  *tsa.Client
 	rootPEM []byte
-	cert    *x509.Certificate
-	key     crypto.Signer
 }
 
 func newTestTSA(t testing.TB) *testTSA {
 	t.Helper()
-	rootKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	now := time.Now()
-	rootTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Test TSA Root"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	rootDER, err := x509.CreateCertificate(rand.Reader, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	local, err := tsa.LoadOrCreateLocal(t.TempDir(), nil, nil)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("tsa.LoadOrCreateLocal = %v", err)
 	}
-	root, _ := x509.ParseCertificate(rootDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	eku, _ := asn1.Marshal([]asn1.ObjectIdentifier{{1, 3, 6, 1, 5, 5, 7, 3, 8}})
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "Test TSA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage:        x509.KeyUsageDigitalSignature,
-		ExtraExtensions: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 37}, Critical: true, Value: eku}},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, key.Public(), rootKey)
+	srv := httptest.NewServer(local)
+	t.Cleanup(srv.Close)
+	client, err := tsa.NewClient(tsa.ClientConfig{PrimaryURL: srv.URL, Roots: local.Roots(), MaxAttempts: 1})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("tsa.NewClient = %v", err)
 	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testTSA{rootPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: rootDER}), cert: cert, key: key}
-}
-
-func (a *testTSA) timestamp(_ context.Context, digest []byte) ([]byte, error) {
-	ts := timestamp.Timestamp{
-		HashAlgorithm: crypto.SHA256, HashedMessage: digest, Time: time.Now(),
-		Policy: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, SerialNumber: big.NewInt(time.Now().UnixNano()),
-		AddTSACertificate: true,
-	}
-	resp, err := ts.CreateResponseWithOpts(a.cert, a.key, crypto.SHA256)
-	if err != nil {
-		return nil, err
-	}
-	parsed, err := timestamp.ParseResponse(resp)
-	if err != nil {
-		return nil, err
-	}
-	return parsed.RawToken, nil
+	return &testTSA{local: local, client: client, rootPEM: local.RootPEM()}
 }
 
 // signSetup makes a control plane CA with its evidence signer in a fresh
@@ -137,10 +99,10 @@ func pdfsig(t *testing.T, args ...string) string {
 
 func TestSignVerifiesWithPdfsig(t *testing.T) {
 	t.Parallel()
-	ca, ev, tsa := signSetup(t)
+	ca, ev, ts := signSetup(t)
 	doc := render(t, fixture(500))
 	signed, err := snapshot.Sign(context.Background(), doc, snapshot.Signer{
-		Key: ev.Signer(), Chain: ev.Chain(), Timestamp: tsa.timestamp, Reason: "Audit snapshot of lockout lo_9c1e5b",
+		Key: ev.Signer(), Chain: ev.Chain(), TSA: ts.client, Reason: "Audit snapshot of lockout lo_9c1e5b",
 	})
 	if err != nil {
 		t.Fatalf("Sign() = %v", err)
@@ -175,9 +137,9 @@ func TestSignVerifiesWithPdfsig(t *testing.T) {
 
 func TestSignedByteChangeIsDetected(t *testing.T) {
 	t.Parallel()
-	_, ev, tsa := signSetup(t)
+	_, ev, ts := signSetup(t)
 	doc := render(t, fixture(200))
-	signed, err := snapshot.Sign(context.Background(), doc, snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(), Timestamp: tsa.timestamp})
+	signed, err := snapshot.Sign(context.Background(), doc, snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(), TSA: ts.client})
 	if err != nil {
 		t.Fatalf("Sign() = %v", err)
 	}
@@ -211,8 +173,8 @@ func TestSignedByteChangeIsDetected(t *testing.T) {
 // signature value, against the TSA's root.
 func TestSignatureTimestampVerifiesWithOpenSSL(t *testing.T) {
 	t.Parallel()
-	_, ev, tsa := signSetup(t)
-	signed, err := snapshot.Sign(context.Background(), render(t, fixture(50)), snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(), Timestamp: tsa.timestamp})
+	_, ev, ts := signSetup(t)
+	signed, err := snapshot.Sign(context.Background(), render(t, fixture(50)), snapshot.Signer{Key: ev.Signer(), Chain: ev.Chain(), TSA: ts.client})
 	if err != nil {
 		t.Fatalf("Sign() = %v", err)
 	}
@@ -244,11 +206,22 @@ func TestSignatureTimestampVerifiesWithOpenSSL(t *testing.T) {
 	dir := t.TempDir()
 	tokenPath, rootPath := filepath.Join(dir, "token.der"), filepath.Join(dir, "root.pem")
 	os.WriteFile(tokenPath, token, 0o600)
-	os.WriteFile(rootPath, tsa.rootPEM, 0o600)
+	os.WriteFile(rootPath, ts.rootPEM, 0o600)
 	digest := sha256.Sum256(p7.Signers[0].EncryptedDigest)
 	out, err := exec.Command("openssl", "ts", "-verify", "-digest", hex.EncodeToString(digest[:]),
 		"-in", tokenPath, "-token_in", "-CAfile", rootPath).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Verification: OK") {
 		t.Errorf("openssl ts -verify = %v\n%s\nwant Verification: OK", err, out)
+	}
+}
+
+func TestTSAFromCertificate(t *testing.T) {
+	t.Parallel()
+	ts := newTestTSA(t)
+	cert := ts.local.SignerCertificate()
+	got := snapshot.TSAFromCertificate("local", "http://127.0.0.1/tsa", cert)
+	sum := sha256.Sum256(cert.Raw)
+	if got.Fingerprint != hex.EncodeToString(sum[:]) || got.Subject != cert.Subject.String() || got.Serial != cert.SerialNumber.Text(16) {
+		t.Errorf("TSAFromCertificate = %+v; want the certificate's subject, serial and SHA-256", got)
 	}
 }
