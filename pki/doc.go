@@ -22,6 +22,17 @@
 // handlers that need a device (the stream) must call [PeerIdentity], which
 // fails when no verified client certificate was presented.
 //
+// # Evidence signing
+//
+// The same CA issues the control plane's evidence-signing certificate
+// ([LoadOrCreateEvidenceSigner], evidence.pem and evidence-key.pem, 0600, in
+// the CA's directory), which signs the audit snapshot PDF. It is for
+// document signing only: documentSigning (RFC 9336) and emailProtection
+// (which NSS, and so poppler's pdfsig, requires of a signer) extended key
+// usages, digitalSignature and nonRepudiation, no client or server
+// authentication and no device URI, so it can never pass as a device. It is
+// re-issued for the same key 90 days before it expires.
+//
 // # Signed commands
 //
 // A [Keyring] holds Ed25519 signing keys by key id, one of them active.
