@@ -38,6 +38,7 @@ var (
 type Store interface {
 	PipelineStore
 	AuditLog
+	SnapshotStore
 	UsageStore
 
 	CreateOrg(ctx context.Context, p CreateOrgParams) (Org, error)

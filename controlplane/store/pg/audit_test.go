@@ -31,3 +31,23 @@ func TestAuditAppendOnly(t *testing.T) {
 		t.Errorf("exec(TRUNCATE audit_log) error = %v; want the append-only trigger's refusal", err)
 	}
 }
+
+// Snapshots, too, are evidence the database keeps unchanged.
+func TestSnapshotsAppendOnly(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.NewDatabase(t)
+	s := open(t, dsn)
+	raw, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatalf("connecting: %v", err)
+	}
+	defer raw.Close(context.Background())
+	exec := func(stmt string) error {
+		_, err := raw.Exec(t.Context(), stmt)
+		return err
+	}
+	storetest.ExerciseSnapshotsAppendOnly(t, s, exec)
+	if err := exec("TRUNCATE snapshots"); err == nil || !strings.Contains(err.Error(), "append-only") {
+		t.Errorf("exec(TRUNCATE snapshots) error = %v; want the append-only trigger's refusal", err)
+	}
+}

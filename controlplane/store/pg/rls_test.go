@@ -154,6 +154,9 @@ func seed(t *testing.T, s store.Store, name string) seeded {
 		Events: []store.UsageEvent{{UserID: u.ID, Model: "gpt-4o", StartedAt: now, EndedAt: now, InputTokens: 1, Key: "seed"}}}))
 	_, err = s.PutUsageCursor(ctx, store.PutUsageCursorParams{OrgID: org.ID, Provider: "openai", Through: now, At: now})
 	must("PutUsageCursor", err)
+	_, _, err = s.PutSnapshot(ctx, store.PutSnapshotParams{OrgID: org.ID, LockoutID: l.ID, ID: store.NewID("snap"), PDF: []byte("%PDF"),
+		SHA256: make([]byte, 32), TimestampToken: []byte("tst"), At: now})
+	must("PutSnapshot", err)
 	return sd
 }
 

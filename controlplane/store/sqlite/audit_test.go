@@ -29,3 +29,23 @@ func TestAuditAppendOnly(t *testing.T) {
 		return err
 	})
 }
+
+// Snapshots, too, are evidence the database file keeps unchanged.
+func TestSnapshotsAppendOnly(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "toktra.db")
+	s, err := sqlite.Open(t.Context(), path)
+	if err != nil {
+		t.Fatalf("sqlite.Open() error = %v", err)
+	}
+	defer s.Close()
+	raw, err := sql.Open("sqlite", path+"?_busy_timeout=10000")
+	if err != nil {
+		t.Fatalf("opening the file directly: %v", err)
+	}
+	defer raw.Close()
+	storetest.ExerciseSnapshotsAppendOnly(t, s, func(stmt string) error {
+		_, err := raw.ExecContext(t.Context(), stmt)
+		return err
+	})
+}

@@ -55,6 +55,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"PipelineInTx", testPipelineInTx},
 	}
 	tests = append(tests, usageTests...)
+	tests = append(tests, snapshotTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
