@@ -59,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&cfg.AllowProviderBaseURL, "allow-provider-base-url", os.Getenv("TOKTRA_ALLOW_PROVIDER_BASE_URL") == "true", "let admins point provider connections at another API root (tests, gateways)")
 	fs.DurationVar(&cfg.JobTimeout, "job-timeout", 0, "longest one attempt of a lockout step may run (default 60s)")
 	fs.DurationVar(&cfg.JobRescueAfter, "job-rescue-after", 0, "how long a step left running by a crashed replica waits before it is run again (default 90s; must exceed --job-timeout)")
+	fs.DurationVar(&cfg.UsageRetention, "usage-retention", 0, "how long LLM usage events are kept (default 9600h, 400 days; at least 2496h, the detector's 104 days)")
+	fs.DurationVar(&cfg.UsageInterval, "usage-interval", 0, "how often the providers' usage reports are ingested (default 1h)")
 	trusted := fs.String("trusted-proxies", os.Getenv("TOKTRA_TRUSTED_PROXIES"), "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client")
 	tlsHosts := fs.String("tls-hosts", envOr("TOKTRA_TLS_HOSTS", defaultTLSHosts()), "comma-separated names and IPs the server certificate covers")
 	logFormat := fs.String("log-format", "auto", "log format: json, text or auto")

@@ -3,6 +3,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -21,6 +22,7 @@ import (
 	"github.com/toktra/toktra/controlplane/lockout"
 	"github.com/toktra/toktra/controlplane/ratelimit"
 	"github.com/toktra/toktra/controlplane/store"
+	"github.com/toktra/toktra/controlplane/usage"
 	"github.com/toktra/toktra/internal/clock"
 )
 
@@ -45,12 +47,14 @@ type Server struct {
 	handler   http.Handler
 	// patterns lists every authenticated route, for the cross-tenant tests.
 	patterns []string
+	usage    *usage.Service
 }
 
 // NewServer returns the admin API handler.
 func NewServer(cfg Config) *Server {
 	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers, limits: cfg.Limits,
 		clock: cfg.Clock, log: cfg.Logger, mux: http.NewServeMux()}
+	s.usage = cmp.Or(cfg.Usage, usage.NewService(cfg.Store))
 	s.routes()
 	s.handler = s.limit(s.limits.Public, s.mux)
 	return s
@@ -75,6 +79,8 @@ type Config struct {
 	Providers ProviderConfig
 	Clock     clock.Clock
 	Logger    *slog.Logger
+	// Usage answers the usage and anomaly routes; nil reads Store.
+	Usage *usage.Service
 }
 
 func (s *Server) routes() {
@@ -100,6 +106,8 @@ func (s *Server) routes() {
 	s.handle("PUT /v1/providers/{name}", store.ScopeAdmin, s.putProvider)
 	s.handle("DELETE /v1/providers/{name}", store.ScopeAdmin, s.deleteProvider)
 	s.handle("GET /v1/audit-log", store.ScopeReadOnly, s.listAuditLog)
+	s.handle("GET /v1/users/{id}/usage", store.ScopeReadOnly, s.getUserUsage)
+	s.handle("GET /v1/users/{id}/anomalies", store.ScopeReadOnly, s.getUserAnomalies)
 	s.mux.HandleFunc("GET /v1/openapi.json", s.serveOpenAPI)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint"})

@@ -213,6 +213,8 @@ func TestCrossTenant(t *testing.T) {
 		// reachable here) and must not touch A's.
 		{"PUT /v1/providers/{name}", "PUT", "/v1/providers/openai", `{"admin_key":"sk-b-key-0000000000000000","base_url":"http://127.0.0.1:1/v1"}`, 400},
 		{"DELETE /v1/providers/{name}", "DELETE", "/v1/providers/openai", "", 404},
+		{"GET /v1/users/{id}/usage", "GET", "/v1/users/" + a.user.ID + "/usage", "", 404},
+		{"GET /v1/users/{id}/anomalies", "GET", "/v1/users/" + a.user.ID + "/anomalies", "", 404},
 	}
 	aConn, err := f.st.PutProviderConnection(f.ctx, store.PutProviderConnectionParams{
 		OrgID: a.org.ID, Provider: "openai", SealedKey: []byte("sealed"), KeyHint: "sk-...aaaa", At: f.clk.Now(), ValidatedAt: f.clk.Now(),

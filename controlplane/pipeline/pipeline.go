@@ -80,10 +80,21 @@ type Config struct {
 	// have died with its process (a crash) and is run again (default 90s;
 	// at least JobTimeout, so a slow attempt is never run twice at once).
 	RescueAfter time.Duration
+	// Jobs adds other packages' jobs to the pipeline's job client (usage
+	// ingestion): one client, whose elected leader alone enqueues periodic
+	// jobs, schedules them all.
+	Jobs []Jobs
 	// PollInterval is how often idle workers look for jobs when no
 	// notification arrives (default 200ms; SQLite has no notifications
 	// between processes, so this bounds how soon a job starts there).
 	PollInterval time.Duration
+}
+
+// Jobs are another package's queues, workers and periodic jobs.
+type Jobs struct {
+	Queues   map[string]river.QueueConfig
+	Register func(*river.Workers) error
+	Periodic []*river.PeriodicJob
 }
 
 // Pipeline runs lockout pipelines.
@@ -130,8 +141,23 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Pipeline, error)
 	if err := river.AddWorkerSafely(workers, &lockWorker{p: p}); err != nil {
 		return nil, err
 	}
+	queues := map[string]river.QueueConfig{queue: {MaxWorkers: cfg.Workers}, lockQueue: {MaxWorkers: cfg.Workers}}
+	var periodic []*river.PeriodicJob
+	for _, j := range cfg.Jobs {
+		if err := j.Register(workers); err != nil {
+			return nil, err
+		}
+		for name, q := range j.Queues {
+			if _, taken := queues[name]; taken {
+				return nil, fmt.Errorf("pipeline: queue %q is taken", name)
+			}
+			queues[name] = q
+		}
+		periodic = append(periodic, j.Periodic...)
+	}
 	client, err := river.NewClient(driver, &river.Config{
-		Queues:               map[string]river.QueueConfig{queue: {MaxWorkers: cfg.Workers}, lockQueue: {MaxWorkers: cfg.Workers}},
+		Queues:               queues,
+		PeriodicJobs:         periodic,
 		Workers:              workers,
 		Logger:               p.log,
 		FetchPollInterval:    cfg.PollInterval,

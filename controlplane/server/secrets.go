@@ -58,3 +58,20 @@ func providerConnector(sealer *secrets.Sealer, opts providers.Options) func(ctx 
 		return connect.New(c.Provider, string(key), o)
 	}
 }
+
+// usageReader opens an org's sealed admin key and builds the connector that
+// reads its organization's usage.
+func usageReader(sealer *secrets.Sealer, opts providers.Options) func(ctx context.Context, c store.ProviderConnection) (providers.OrgUsageReader, error) {
+	connector := providerConnector(sealer, opts)
+	return func(ctx context.Context, c store.ProviderConnection) (providers.OrgUsageReader, error) {
+		conn, err := connector(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		r, ok := conn.(providers.OrgUsageReader)
+		if !ok {
+			return nil, fmt.Errorf("provider %s cannot report its organization's usage", c.Provider)
+		}
+		return r, nil
+	}
+}

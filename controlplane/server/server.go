@@ -36,6 +36,7 @@ import (
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/store/pg"
 	"github.com/toktra/toktra/controlplane/store/sqlite"
+	"github.com/toktra/toktra/controlplane/usage"
 	"github.com/toktra/toktra/internal/clock"
 	"github.com/toktra/toktra/pki"
 	agentv1 "github.com/toktra/toktra/proto/toktra/agent/v1"
@@ -66,6 +67,10 @@ type Config struct {
 	// long one attempt may run, and how long a job left running by a
 	// crashed process waits before another picks it up (zero: defaults).
 	JobTimeout, JobRescueAfter time.Duration
+	// UsageRetention is how long LLM usage events are kept (zero: 400
+	// days); UsageInterval how often the providers' usage is ingested
+	// (zero: hourly).
+	UsageRetention, UsageInterval time.Duration
 	// TrustedProxies may name the client in X-Forwarded-For (rate limits,
 	// audit); empty trusts none.
 	TrustedProxies []netip.Prefix
@@ -129,9 +134,18 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	provOpts := providerOptions(cfg.Logger, cfg.Clock)
+	ingester, err := usage.NewIngester(usage.IngestConfig{
+		Store: st, Open: usageReader(sealer, provOpts), Clock: cfg.Clock, Logger: cfg.Logger,
+		Interval: cfg.UsageInterval, Retention: cfg.UsageRetention,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	pl, err := openPipeline(ctx, st, pipeline.Config{
 		Store: st, Issuer: issuer, Clock: cfg.Clock, Logger: cfg.Logger, Registerer: reg,
 		Connect: providerConnector(sealer, provOpts), JobTimeout: cfg.JobTimeout, RescueAfter: cfg.JobRescueAfter,
+		Jobs: []pipeline.Jobs{{Queues: ingester.Queues(), Register: ingester.RegisterWorkers, Periodic: ingester.PeriodicJobs()}},
 	})
 	if err != nil {
 		st.Close()
@@ -146,7 +160,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	return &Server{
 		cfg: cfg, log: cfg.Logger, store: st, ca: ca, keys: keys, fleet: fl, lockout: lo, pipeline: pl,
 		api: api.NewServer(api.Config{
-			Store: st, Lockouts: lo, Fleet: fl, Clock: cfg.Clock, Logger: cfg.Logger, Limits: limits,
+			Store: st, Lockouts: lo, Fleet: fl, Clock: cfg.Clock, Logger: cfg.Logger, Limits: limits, Usage: usage.NewService(st),
 			Providers: api.ProviderConfig{Sealer: sealer, Options: provOpts, AllowBaseURL: cfg.AllowProviderBaseURL},
 		}),
 		reg: reg,

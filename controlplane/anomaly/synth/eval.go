@@ -3,7 +3,6 @@ package synth
 import (
 	"fmt"
 	"math"
-	"math/bits"
 	"slices"
 	"sync"
 	"time"
@@ -95,62 +94,38 @@ func (r Result) Missed() []string {
 	return out
 }
 
-// userDay is what the peer baseline needs from one user's day.
-type userDay struct {
-	tokens    int64
-	models    uint64
-	providers uint32
-	logBytes  [4]float32 // a sample of ln(bytes sent), 0 = none
-}
-
 // peerIndex holds every user's daily summaries, for building peer
 // baselines at any departure time.
 type peerIndex struct {
-	start     time.Time
-	days      [][]userDay // [user][day since start]
-	modelIDs  map[string]int
-	models    []string
-	provIDs   map[string]int
-	providers []string
+	start time.Time
+	days  [][]anomaly.PeerDay // [user][day since start]
+	ids   []string
 }
 
 func (o *Org) buildPeerIndex(workers int) *peerIndex {
-	ix := &peerIndex{start: o.Scenario.Start, modelIDs: map[string]int{}, provIDs: map[string]int{}}
-	for _, pv := range append(slices.Clone(majors), longTail...) {
-		ix.provIDs[pv.name] = len(ix.providers)
-		ix.providers = append(ix.providers, pv.name)
-		for _, m := range append(slices.Clone(pv.common), pv.niche...) {
-			ix.modelIDs[m] = len(ix.models)
-			ix.models = append(ix.models, m)
-		}
-	}
-	for _, l := range o.Launches {
-		ix.modelIDs[l.Model] = len(ix.models)
-		ix.models = append(ix.models, l.Model)
-	}
-	ix.days = make([][]userDay, len(o.Users))
+	ix := &peerIndex{start: o.Scenario.Start, days: make([][]anomaly.PeerDay, len(o.Users)), ids: make([]string, len(o.Users))}
 	parallel(len(o.Users), workers, func(i int) {
-		days := make([]userDay, o.Scenario.Days+1)
+		ix.ids[i] = o.Users[i].ID
+		days := make([]anomaly.PeerDay, o.Scenario.Days+1)
+		for k := range days {
+			days[k].Day = ix.start.Add(time.Duration(k) * 24 * time.Hour)
+		}
 		for _, e := range o.Events(i) {
 			d := int(e.At.Sub(ix.start) / (24 * time.Hour))
 			if d < 0 || d >= len(days) {
 				continue
 			}
-			ud := &days[d]
-			ud.tokens += e.InputTokens + e.OutputTokens
-			if id, ok := ix.modelIDs[e.Model]; ok {
-				ud.models |= 1 << id
+			pd := &days[d]
+			pd.Tokens += e.InputTokens + e.OutputTokens
+			if e.Model != "" && !slices.Contains(pd.Models, e.Model) {
+				pd.Models = append(pd.Models, e.Model)
 			}
-			if id, ok := ix.provIDs[e.Provider]; ok {
-				ud.providers |= 1 << id
+			if e.Provider != "" && !slices.Contains(pd.Providers, e.Provider) {
+				pd.Providers = append(pd.Providers, e.Provider)
 			}
-			if e.BytesSent > 0 {
-				for k := range ud.logBytes {
-					if ud.logBytes[k] == 0 {
-						ud.logBytes[k] = float32(math.Log(float64(e.BytesSent)))
-						break
-					}
-				}
+			// A few samples a day are enough for the distribution.
+			if e.BytesSent > 0 && len(pd.BytesSent) < 4 {
+				pd.BytesSent = append(pd.BytesSent, e.BytesSent)
 			}
 		}
 		ix.days[i] = days
@@ -159,65 +134,22 @@ func (o *Org) buildPeerIndex(workers int) *peerIndex {
 }
 
 // peers summarizes every user but self over [from, to), the window starting
-// at winFrom.
+// at winFrom, as the control plane does from its store.
 func (ix *peerIndex) peers(self int, from, winFrom, to time.Time) *anomaly.PeerDaily {
 	d0 := max(0, int(from.Sub(ix.start)/(24*time.Hour)))
-	dw := int(winFrom.Sub(ix.start) / (24 * time.Hour))
 	d1 := int(to.Sub(ix.start) / (24 * time.Hour))
-	pd := &anomaly.PeerDaily{
-		ModelUsers: map[string]int{}, ProviderUsers: map[string]int{},
-		ModelAdopters: map[string]int{}, ProviderAdopters: map[string]int{},
-	}
-	var dayTokens, logBytes, rel []float64
+	acc := anomaly.NewPeerAccumulator(winFrom)
 	for u, days := range ix.days {
 		if u == self {
 			continue
 		}
-		var models, baseModels uint64
-		var provs, baseProvs uint32
-		var own []float64
 		for d := d0; d < min(d1, len(days)); d++ {
-			ud := days[d]
-			models |= ud.models
-			provs |= ud.providers
-			if d < dw {
-				baseModels |= ud.models
-				baseProvs |= ud.providers
+			if pd := days[d]; pd.Tokens > 0 || len(pd.Providers) > 0 || len(pd.BytesSent) > 0 {
+				acc.Add(ix.ids[u], pd)
 			}
-			if ud.tokens > 0 {
-				own = append(own, math.Log(float64(ud.tokens)))
-			}
-			for _, b := range ud.logBytes {
-				if b != 0 {
-					logBytes = append(logBytes, float64(b))
-				}
-			}
-		}
-		if len(own) == 0 && provs == 0 {
-			continue
-		}
-		pd.Peers++
-		dayTokens = append(dayTokens, own...)
-		if len(own) >= 10 {
-			rel = append(rel, 1.4826*anomaly.Summarize(own).MAD)
-		}
-		for m := models; m != 0; m &= m - 1 {
-			pd.ModelUsers[ix.models[bits.TrailingZeros64(m)]]++
-		}
-		for m := models &^ baseModels; m != 0; m &= m - 1 {
-			pd.ModelAdopters[ix.models[bits.TrailingZeros64(m)]]++
-		}
-		for p := provs; p != 0; p &= p - 1 {
-			pd.ProviderUsers[ix.providers[bits.TrailingZeros32(p)]]++
-		}
-		for p := provs &^ baseProvs; p != 0; p &= p - 1 {
-			pd.ProviderAdopters[ix.providers[bits.TrailingZeros32(p)]]++
 		}
 	}
-	pd.LogDayTokens = anomaly.Summarize(dayTokens)
-	pd.LogBytesSent = anomaly.Summarize(logBytes)
-	pd.DayLogMAD = anomaly.Summarize(rel).Median
-	return pd
+	return acc.Build(ix.ids[self])
 }
 
 // Evaluate runs the detector on every departure in o and scores it against

@@ -147,6 +147,13 @@ func seed(t *testing.T, s store.Store, name string) seeded {
 	must("PutProviderConnection", err)
 	_, err = s.AppendAudit(ctx, store.AppendAuditParams{OrgID: org.ID, At: now, Actor: "test", Action: "test.seed", Target: store.AuditTarget{Type: "orgs", ID: org.ID}})
 	must("AppendAudit", err)
+	_, err = s.AppendDeviceUsage(ctx, store.AppendDeviceUsageParams{OrgID: org.ID, DeviceID: d.ID, UserID: u.ID, BatchSeq: 1, At: now,
+		Events: []store.UsageEvent{{Provider: "openai", Domain: "api.openai.com", StartedAt: now, EndedAt: now, BytesSent: 1}}})
+	must("AppendDeviceUsage", err)
+	must("UpsertProviderUsage", s.UpsertProviderUsage(ctx, store.UpsertProviderUsageParams{OrgID: org.ID, Provider: "openai",
+		Events: []store.UsageEvent{{UserID: u.ID, Model: "gpt-4o", StartedAt: now, EndedAt: now, InputTokens: 1, Key: "seed"}}}))
+	_, err = s.PutUsageCursor(ctx, store.PutUsageCursorParams{OrgID: org.ID, Provider: "openai", Through: now, At: now})
+	must("PutUsageCursor", err)
 	return sd
 }
 
@@ -666,7 +673,8 @@ func TestRLSCatalog(t *testing.T) {
 			ELSE 'ok' END
 		FROM pg_proc p
 		WHERE p.pronamespace = 'public'::regnamespace
-			AND p.proname IN ('api_key_by_hash', 'enrollment_secret_by_hash', 'count_commands_by_state')
+			AND p.proname IN ('api_key_by_hash', 'enrollment_secret_by_hash', 'count_commands_by_state',
+				'delete_usage_before', 'usage_sources')
 		ORDER BY 1`, appRole)
 	if err != nil {
 		t.Fatal(err)
@@ -675,7 +683,8 @@ func TestRLSCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"api_key_by_hash: ok", "count_commands_by_state: ok", "enrollment_secret_by_hash: ok"}
+	want := []string{"api_key_by_hash: ok", "count_commands_by_state: ok", "delete_usage_before: ok",
+		"enrollment_secret_by_hash: ok", "usage_sources: ok"}
 	if !slices.Equal(funcs, want) {
 		t.Errorf("definer functions = %q; want %q", funcs, want)
 	}

@@ -54,6 +54,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListLockoutsPageLimits", testListLockoutsPageLimits},
 		{"PipelineInTx", testPipelineInTx},
 	}
+	tests = append(tests, usageTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

@@ -2,6 +2,7 @@ package fakeanthropic
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -10,11 +11,12 @@ import (
 	"time"
 )
 
-// Usage is one day of Messages API usage of one key and model, as GET
+// Usage is Messages API usage of one key and model, as GET
 // /v1/organizations/usage_report/messages aggregates it. The report knows
 // keys, not users.
 type Usage struct {
-	// Day is any time in the UTC day the usage happened.
+	// Day is when the usage happened: a day bucket counts it in its UTC
+	// day, an hour bucket in its hour.
 	Day                                    time.Time
 	APIKeyID, Workspace, Model             string
 	UncachedInputTokens, CacheReadTokens   int64
@@ -40,12 +42,20 @@ func multi(q url.Values, name string) []string {
 	return append(q[name+"[]"], q[name]...)
 }
 
-// usageReport serves day buckets from starting_at (snapped to UTC
-// midnight) while they end no later than ending_at, every bucket present
-// even when empty, limit buckets a page (1d: default 7, max 31; capped by
-// MaxPage), with a page_... next_page token. Results are the rows
+// bucketLimits are the default and largest page sizes per bucket_width, as
+// the reference gives them.
+var bucketLimits = map[string]struct {
+	width     time.Duration
+	def, most int
+}{"1d": {day, 7, 31}, "1h": {time.Hour, 24, 168}, "1m": {time.Minute, 60, 1440}}
+
+// usageReport serves buckets of bucket_width (1d, 1h or 1m; default 1d)
+// from starting_at (snapped to the bucket's start in UTC) while they end no
+// later than ending_at, every bucket present even when empty, limit
+// buckets a page (1d: default 7, max 31; 1h: 24, 168; 1m: 60, 1440; capped
+// by MaxPage), with a page_... next_page token. Results are the rows
 // matching the filters, summed per group_by combination; dimensions not
-// grouped by are null. Only bucket_width=1d is served.
+// grouped by are null.
 func (f *Fake) usageReport(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	rid := w.Header().Get("request-id")
@@ -55,8 +65,18 @@ func (f *Fake) usageReport(w http.ResponseWriter, r *http.Request) {
 		bad("starting_at: Field required (an RFC 3339 timestamp)")
 		return
 	}
-	start := from.UTC().Truncate(day)
-	end := start.Add(day)
+	bw := q.Get("bucket_width")
+	if bw == "" {
+		bw = "1d"
+	}
+	bl, ok := bucketLimits[bw]
+	if !ok {
+		bad("bucket_width: must be one of 1d, 1h, 1m")
+		return
+	}
+	width := bl.width
+	start := from.UTC().Truncate(width)
+	end := start.Add(width)
 	if v := q.Get("ending_at"); v != "" {
 		to, err := time.Parse(time.RFC3339, v)
 		if err != nil || !to.After(from) {
@@ -66,19 +86,15 @@ func (f *Fake) usageReport(w http.ResponseWriter, r *http.Request) {
 		end = to.UTC()
 	} else {
 		for _, u := range f.usage {
-			if e := u.Day.UTC().Truncate(day).Add(day); e.After(end) {
+			if e := u.Day.UTC().Truncate(width).Add(width); e.After(end) {
 				end = e
 			}
 		}
 	}
-	if bw := q.Get("bucket_width"); bw != "" && bw != "1d" {
-		bad("the fake serves bucket_width=1d only")
-		return
-	}
-	limit := 7
+	limit := bl.def
 	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 31 {
-			bad("limit: must be between 1 and 31 for bucket_width 1d")
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > bl.most {
+			bad(fmt.Sprintf("limit: must be between 1 and %d for bucket_width %s", bl.most, bw))
 			return
 		}
 	}
@@ -105,12 +121,12 @@ func (f *Fake) usageReport(w http.ResponseWriter, r *http.Request) {
 
 	data := []any{}
 	bs := start
-	for ; !bs.Add(day).After(end) && len(data) < limit; bs = bs.Add(day) {
+	for ; !bs.Add(width).After(end) && len(data) < limit; bs = bs.Add(width) {
 		type sums struct{ uncached, read, w5m, w1h, out int64 }
 		var order []Usage
 		totals := map[Usage]*sums{}
 		for _, u := range f.usage {
-			if !u.Day.UTC().Truncate(day).Equal(bs) || !in(keys, u.APIKeyID) || !in(workspaces, u.Workspace) || !in(models, u.Model) {
+			if !u.Day.UTC().Truncate(width).Equal(bs) || !in(keys, u.APIKeyID) || !in(workspaces, u.Workspace) || !in(models, u.Model) {
 				continue
 			}
 			k := Usage{}
@@ -151,10 +167,10 @@ func (f *Fake) usageReport(w http.ResponseWriter, r *http.Request) {
 				"context_window":          nil,
 			})
 		}
-		data = append(data, map[string]any{"starting_at": bs.Format(time.RFC3339), "ending_at": bs.Add(day).Format(time.RFC3339), "results": results})
+		data = append(data, map[string]any{"starting_at": bs.Format(time.RFC3339), "ending_at": bs.Add(width).Format(time.RFC3339), "results": results})
 	}
 	var next any
-	more := !bs.Add(day).After(end)
+	more := !bs.Add(width).After(end)
 	if more {
 		next = "page_" + base64.StdEncoding.EncodeToString([]byte(bs.Format(time.RFC3339)))
 	}

@@ -2,6 +2,7 @@ package fakeopenai
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/url"
 	"slices"
@@ -10,10 +11,11 @@ import (
 	"time"
 )
 
-// Usage is one day of completions usage of one user, key, project and
-// model, as GET /v1/organization/usage/completions aggregates it.
+// Usage is completions usage of one user, key, project and model, as GET
+// /v1/organization/usage/completions aggregates it.
 type Usage struct {
-	// Day is any time in the UTC day the usage happened.
+	// Day is when the usage happened: a day bucket counts it in its UTC
+	// day, an hour bucket in its hour.
 	Day                                 time.Time
 	UserID, APIKeyID, ProjectID, Model  string
 	InputTokens, OutputTokens           int64
@@ -47,12 +49,20 @@ func multi(q url.Values, name string) []string {
 	return out
 }
 
-// usageCompletions serves day buckets from start_time (snapped to UTC
-// midnight) to end_time (exclusive), every bucket present even when empty,
-// limit buckets a page (1d: default 7, max 31; capped by MaxPage), with an
-// opaque next_page cursor. Results are the rows matching the filters,
-// summed per group_by combination; dimensions not grouped by are null.
-// Only bucket_width=1d is served.
+// bucketLimits are the default and largest page sizes per bucket_width, as
+// the reference gives them.
+var bucketLimits = map[string]struct {
+	width     time.Duration
+	def, most int
+}{"1d": {day, 7, 31}, "1h": {time.Hour, 24, 168}, "1m": {time.Minute, 60, 1440}}
+
+// usageCompletions serves buckets of bucket_width (1d, 1h or 1m; default
+// 1d) from start_time (snapped to the bucket's start in UTC) to end_time
+// (exclusive), every bucket present even when empty, limit buckets a page
+// (1d: default 7, max 31; 1h: 24, 168; 1m: 60, 1440; capped by MaxPage),
+// with an opaque next_page cursor. Results are the rows matching the
+// filters, summed per group_by combination; dimensions not grouped by are
+// null.
 func (f *Fake) usageCompletions(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	bad := func(msg string) { writeError(w, http.StatusBadRequest, "invalid_request_error", "", msg) }
@@ -61,8 +71,18 @@ func (f *Fake) usageCompletions(w http.ResponseWriter, r *http.Request) {
 		bad("start_time is required and must be a unix timestamp in seconds")
 		return
 	}
-	start := time.Unix(st, 0).UTC().Truncate(day)
-	end := start.Add(day)
+	bw := q.Get("bucket_width")
+	if bw == "" {
+		bw = "1d"
+	}
+	bl, ok := bucketLimits[bw]
+	if !ok {
+		bad("bucket_width must be 1m, 1h or 1d")
+		return
+	}
+	width := bl.width
+	start := time.Unix(st, 0).UTC().Truncate(width)
+	end := start.Add(width)
 	if v := q.Get("end_time"); v != "" {
 		et, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || et <= st {
@@ -72,19 +92,15 @@ func (f *Fake) usageCompletions(w http.ResponseWriter, r *http.Request) {
 		end = time.Unix(et, 0).UTC()
 	} else {
 		for _, u := range f.usage {
-			if e := u.Day.UTC().Truncate(day).Add(day); e.After(end) {
+			if e := u.Day.UTC().Truncate(width).Add(width); e.After(end) {
 				end = e
 			}
 		}
 	}
-	if bw := q.Get("bucket_width"); bw != "" && bw != "1d" {
-		bad("the fake serves bucket_width=1d only")
-		return
-	}
-	limit := 7
+	limit := bl.def
 	if v := q.Get("limit"); v != "" {
-		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > 31 {
-			bad("limit must be between 1 and 31 for bucket_width=1d")
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > bl.most {
+			bad(fmt.Sprintf("limit must be between 1 and %d for bucket_width=%s", bl.most, bw))
 			return
 		}
 	}
@@ -111,14 +127,14 @@ func (f *Fake) usageCompletions(w http.ResponseWriter, r *http.Request) {
 
 	data := []any{}
 	bs := start
-	for ; bs.Before(end) && len(data) < limit; bs = bs.Add(day) {
+	for ; bs.Before(end) && len(data) < limit; bs = bs.Add(width) {
 		type sums struct{ in, out, cached, written, reqs int64 }
 		var order []Usage
 		totals := map[Usage]*sums{}
 		for _, u := range f.usage {
 			// Rows of deleted users have lost their user id (see
 			// deleteUser), so user_ids no longer matches them.
-			if !u.Day.UTC().Truncate(day).Equal(bs) || !in(users, u.UserID) || !in(keys, u.APIKeyID) ||
+			if !u.Day.UTC().Truncate(width).Equal(bs) || !in(users, u.UserID) || !in(keys, u.APIKeyID) ||
 				!in(projects, u.ProjectID) || !in(models, u.Model) {
 				continue
 			}
@@ -159,7 +175,7 @@ func (f *Fake) usageCompletions(w http.ResponseWriter, r *http.Request) {
 				"batch": nil, "service_tier": nil, "api_source": nil,
 			})
 		}
-		data = append(data, map[string]any{"object": "bucket", "start_time": bs.Unix(), "end_time": bs.Add(day).Unix(), "results": results})
+		data = append(data, map[string]any{"object": "bucket", "start_time": bs.Unix(), "end_time": bs.Add(width).Unix(), "results": results})
 	}
 	var next any
 	more := bs.Before(end)
