@@ -173,7 +173,9 @@ func TestUsageEventsValidation(t *testing.T) {
 		{"too old", func(_ *agentv1.UsageBatch, e *agentv1.UsageEvent) {
 			e.StartedAtUnixNano, e.EndedAtUnixNano = now.Add(-600*24*time.Hour).UnixNano(), now.Add(-599*24*time.Hour).UnixNano()
 		}, "events[0].started_at"},
-		{"future", func(_ *agentv1.UsageBatch, e *agentv1.UsageEvent) { e.EndedAtUnixNano = now.Add(25 * time.Hour).UnixNano() }, "events[0].ended_at"},
+		{"future", func(_ *agentv1.UsageBatch, e *agentv1.UsageEvent) {
+			e.EndedAtUnixNano = now.Add(25 * time.Hour).UnixNano()
+		}, "events[0].ended_at"},
 		{"huge bytes", func(_ *agentv1.UsageBatch, e *agentv1.UsageEvent) { e.BytesReceived = 1<<50 + 1 }, "events[0].bytes_sent"},
 		{"long process name", func(_ *agentv1.UsageBatch, e *agentv1.UsageEvent) { e.ProcessName = strings.Repeat("x", 257) }, "events[0].process_name"},
 		{"long process path", func(_ *agentv1.UsageBatch, e *agentv1.UsageEvent) { e.ProcessPath = "/" + strings.Repeat("x", 4096) }, "events[0].process_path"},
