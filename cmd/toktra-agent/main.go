@@ -15,8 +15,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"net/netip"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -148,7 +148,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 			"--usage-telemetry=" + strconv.FormatBool(usage.enabled),
 			"--usage-buffer-bytes", strconv.FormatInt(usage.maxBytes, 10),
 			"--usage-batch-interval", usage.interval.String()},
-		Option:      service.KeyValue{"Restart": "always", "RestartSec": 1},
+		Option: service.KeyValue{"Restart": "always", "RestartSec": 1},
 	})
 	if err != nil {
 		return fmt.Errorf("service: %w", err)
