@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -50,7 +51,29 @@ type Options struct {
 	// CheckInterval is how often enforcement is checked without a watch
 	// event (defaults to 1s).
 	CheckInterval time.Duration
+	// Usage, if set, holds usage batches to send on the stream until the
+	// control plane acknowledges them (telemetry.Buffer).
+	Usage UsageOutbox
 }
+
+// UsageOutbox is where usage batches wait for the control plane
+// (telemetry.Buffer): sent in sequence order, removed on acknowledgement.
+type UsageOutbox interface {
+	// Pending lists the batches not yet acknowledged, in sequence order.
+	Pending() []uint64
+	// Batch reads one pending batch.
+	Batch(seq uint64) (*agentv1.UsageBatch, error)
+	// Ack removes a batch the control plane stored.
+	Ack(seq uint64) error
+	// Reject removes a batch the control plane refused, counting it as dropped.
+	Reject(seq uint64) error
+	// Sealed signals that a new batch is pending.
+	Sealed() <-chan struct{}
+}
+
+// usageWindow is how many usage batches may await acknowledgement on a
+// stream at once.
+const usageWindow = 4
 
 // Timing of reconnection and DNS refresh.
 const (
@@ -579,6 +602,15 @@ func (a *Agent) connectOnce(ctx context.Context) error {
 		}
 	}()
 
+	usageAcks := make(chan *agentv1.UsageAck, 2*usageWindow)
+	if a.opts.Usage != nil {
+		go func() {
+			if err := a.sendUsage(sctx, send, usageAcks); err != nil {
+				errc <- err
+			}
+		}()
+	}
+
 	var pendingKey *ecdsa.PrivateKey
 	if renewDue(leaf, a.clk.Now()) {
 		key, csr, err := newKeyAndCSR()
@@ -609,6 +641,12 @@ func (a *Agent) connectOnce(ctx context.Context) error {
 				return errReconnect
 			}
 		case *agentv1.ServerMessage_HeartbeatAck:
+		case *agentv1.ServerMessage_UsageAck:
+			select {
+			case usageAcks <- m.UsageAck:
+			case <-sctx.Done():
+				return sctx.Err()
+			}
 		}
 		select {
 		case err := <-errc:
@@ -620,6 +658,69 @@ func (a *Agent) connectOnce(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// sendUsage sends the pending usage batches in sequence order, at most
+// usageWindow unacknowledged at a time, and removes each as its
+// acknowledgement arrives. Whatever is unacknowledged when the stream ends
+// is sent again on the next one: the control plane stores a batch once.
+func (a *Agent) sendUsage(ctx context.Context, send func(*agentv1.AgentMessage) error, acks <-chan *agentv1.UsageAck) error {
+	out := a.opts.Usage
+	inflight := map[uint64]bool{}
+	var last uint64 // the highest sequence sent on this stream
+	for {
+		for _, seq := range out.Pending() {
+			if len(inflight) >= usageWindow {
+				break
+			}
+			if seq <= last {
+				continue
+			}
+			b, err := out.Batch(seq)
+			if err != nil {
+				// Dropped meanwhile, or unreadable: skip it, never block the rest.
+				a.log.Warn("reading usage batch", "batch_seq", seq, "err", err)
+				last = seq
+				continue
+			}
+			if err := send(&agentv1.AgentMessage{Msg: &agentv1.AgentMessage_Usage{Usage: b}}); err != nil {
+				return err
+			}
+			inflight[seq] = true
+			last = seq
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-out.Sealed():
+		case ack := <-acks:
+			seq := ack.GetBatchSeq()
+			delete(inflight, seq)
+			var err error
+			if ack.GetRejected() != "" {
+				a.log.Error("control plane refused a usage batch; its events are dropped", "batch_seq", seq, "reason", ack.GetRejected())
+				err = out.Reject(seq)
+			} else {
+				err = out.Ack(seq)
+			}
+			if err != nil {
+				a.log.Error("removing acknowledged usage batch", "batch_seq", seq, "err", err)
+			}
+		}
+	}
+}
+
+// PolicyDestinations returns the domains and networks of the policy in
+// force (none while unlocked), for usage telemetry to recognize the
+// organization's own LLM destinations.
+func (a *Agent) PolicyDestinations() ([]string, []netip.Prefix) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.state.Policy == nil {
+		return nil, nil
+	}
+	p := a.state.Policy.platformPolicy()
+	return p.Domains, p.CIDRs
 }
 
 // renewDue says whether less than a third of the certificate's life is left.

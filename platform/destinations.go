@@ -16,9 +16,10 @@ var ErrInvalidDestination = errors.New("invalid destination")
 // can resolve, so it blocks nothing by itself (see DefaultDomains).
 var ErrWildcardDomain = errors.New("wildcard domain cannot be resolved")
 
-// defaultDomains is the maintained list behind DefaultDomains: sorted,
-// without duplicates (a test checks both), with the provider and service on
-// each line.
+// defaultDestinations is the maintained list behind DefaultDomains and
+// ProviderOf: sorted by domain, without duplicates (a test checks both),
+// with the provider's stable name (as usage telemetry reports it) and, in
+// the comment, the provider and service in words.
 //
 // Wildcards: some services live on per-customer hostnames that no list can
 // enumerate — Azure OpenAI gives every resource its own name under
@@ -36,125 +37,171 @@ var ErrWildcardDomain = errors.New("wildcard domain cannot be resolved")
 // provider's shared front ends (gemini.google.com and *.googleapis.com on
 // Google's, several chat apps on Cloudflare's) share addresses with other
 // services, which are then blocked on the locked device too.
-var defaultDomains = []string{
-	"*.cognitiveservices.azure.com",                // Azure OpenAI: per-resource endpoints (see above)
-	"*.endpoints.huggingface.cloud",                // Hugging Face: dedicated Inference Endpoints (see above)
-	"*.openai.azure.com",                           // Azure OpenAI: per-resource endpoints (see above)
-	"*.services.ai.azure.com",                      // Azure AI Foundry: per-resource endpoints (see above)
-	"ab.chatgpt.com",                               // OpenAI: ChatGPT
-	"ai.azure.com",                                 // Azure AI Foundry: portal
-	"aiplatform.googleapis.com",                    // Google Vertex AI: Gemini on Google Cloud
-	"aistudio.google.com",                          // Google Gemini: AI Studio
-	"alkalimakersuite-pa.clients6.google.com",      // Google Gemini: AI Studio backend
-	"anthropic.com",                                // Anthropic: website
-	"api-inference.huggingface.co",                 // Hugging Face: serverless Inference API
-	"api.ai21.com",                                 // AI21 Labs: API
-	"api.anthropic.com",                            // Anthropic: API, Claude Code
-	"api.cerebras.ai",                              // Cerebras: inference API
-	"api.cohere.ai",                                // Cohere: API (older hostname)
-	"api.cohere.com",                               // Cohere: API
-	"api.deepseek.com",                             // DeepSeek: API
-	"api.fireworks.ai",                             // Fireworks AI: API
-	"api.githubcopilot.com",                        // GitHub Copilot: chat API
-	"api.groq.com",                                 // Groq: API
-	"api.llama.com",                                // Meta: Llama API
-	"api.mistral.ai",                               // Mistral AI: API
-	"api.moonshot.ai",                              // Moonshot AI (Kimi): API
-	"api.openai.com",                               // OpenAI: API, Codex
-	"api.perplexity.ai",                            // Perplexity: API
-	"api.replicate.com",                            // Replicate: API
-	"api.together.ai",                              // Together AI: API
-	"api.together.xyz",                             // Together AI: API (older hostname)
-	"api.x.ai",                                     // xAI: API
-	"auth.openai.com",                              // OpenAI: sign-in
-	"auth0.openai.com",                             // OpenAI: sign-in (older hostname)
-	"bard.google.com",                              // Google Gemini: former Bard hostname
-	"bedrock-runtime.ap-northeast-1.amazonaws.com", // Amazon Bedrock: model invocation
-	"bedrock-runtime.ap-northeast-2.amazonaws.com", // Amazon Bedrock: model invocation
-	"bedrock-runtime.ap-south-1.amazonaws.com",     // Amazon Bedrock: model invocation
-	"bedrock-runtime.ap-southeast-1.amazonaws.com", // Amazon Bedrock: model invocation
-	"bedrock-runtime.ap-southeast-2.amazonaws.com", // Amazon Bedrock: model invocation
-	"bedrock-runtime.ca-central-1.amazonaws.com",   // Amazon Bedrock: model invocation
-	"bedrock-runtime.eu-central-1.amazonaws.com",   // Amazon Bedrock: model invocation
-	"bedrock-runtime.eu-north-1.amazonaws.com",     // Amazon Bedrock: model invocation
-	"bedrock-runtime.eu-west-1.amazonaws.com",      // Amazon Bedrock: model invocation
-	"bedrock-runtime.eu-west-2.amazonaws.com",      // Amazon Bedrock: model invocation
-	"bedrock-runtime.eu-west-3.amazonaws.com",      // Amazon Bedrock: model invocation
-	"bedrock-runtime.sa-east-1.amazonaws.com",      // Amazon Bedrock: model invocation
-	"bedrock-runtime.us-east-1.amazonaws.com",      // Amazon Bedrock: model invocation
-	"bedrock-runtime.us-east-2.amazonaws.com",      // Amazon Bedrock: model invocation
-	"bedrock-runtime.us-west-2.amazonaws.com",      // Amazon Bedrock: model invocation
-	"bedrock.ap-northeast-1.amazonaws.com",         // Amazon Bedrock: control plane
-	"bedrock.ap-northeast-2.amazonaws.com",         // Amazon Bedrock: control plane
-	"bedrock.ap-south-1.amazonaws.com",             // Amazon Bedrock: control plane
-	"bedrock.ap-southeast-1.amazonaws.com",         // Amazon Bedrock: control plane
-	"bedrock.ap-southeast-2.amazonaws.com",         // Amazon Bedrock: control plane
-	"bedrock.ca-central-1.amazonaws.com",           // Amazon Bedrock: control plane
-	"bedrock.eu-central-1.amazonaws.com",           // Amazon Bedrock: control plane
-	"bedrock.eu-north-1.amazonaws.com",             // Amazon Bedrock: control plane
-	"bedrock.eu-west-1.amazonaws.com",              // Amazon Bedrock: control plane
-	"bedrock.eu-west-2.amazonaws.com",              // Amazon Bedrock: control plane
-	"bedrock.eu-west-3.amazonaws.com",              // Amazon Bedrock: control plane
-	"bedrock.sa-east-1.amazonaws.com",              // Amazon Bedrock: control plane
-	"bedrock.us-east-1.amazonaws.com",              // Amazon Bedrock: control plane
-	"bedrock.us-east-2.amazonaws.com",              // Amazon Bedrock: control plane
-	"bedrock.us-west-2.amazonaws.com",              // Amazon Bedrock: control plane
-	"cdn.oaistatic.com",                            // OpenAI: ChatGPT web app assets
-	"character.ai",                                 // Character.AI
-	"chat.deepseek.com",                            // DeepSeek: chat
-	"chat.mistral.ai",                              // Mistral AI: Le Chat
-	"chat.openai.com",                              // OpenAI: ChatGPT (older hostname)
-	"chat.qwen.ai",                                 // Alibaba Qwen: chat
-	"chatgpt.com",                                  // OpenAI: ChatGPT
-	"claude.ai",                                    // Anthropic: Claude apps
-	"claude.com",                                   // Anthropic: Claude
-	"codestral.mistral.ai",                         // Mistral AI: Codestral API
-	"cohere.com",                                   // Cohere: website
-	"console.anthropic.com",                        // Anthropic: developer console
-	"console.groq.com",                             // Groq: console
-	"console.mistral.ai",                           // Mistral AI: console
-	"console.x.ai",                                 // xAI: console
-	"copilot-proxy.githubusercontent.com",          // GitHub Copilot: completions
-	"copilot.microsoft.com",                        // Microsoft Copilot
-	"dashboard.cohere.com",                         // Cohere: dashboard
-	"dashscope-intl.aliyuncs.com",                  // Alibaba Qwen: API (international)
-	"dashscope.aliyuncs.com",                       // Alibaba Qwen: API
-	"deepseek.com",                                 // DeepSeek: website
-	"files.oaiusercontent.com",                     // OpenAI: ChatGPT file uploads
-	"fireworks.ai",                                 // Fireworks AI: website and console
-	"gemini.google.com",                            // Google Gemini: app
-	"generativelanguage.googleapis.com",            // Google Gemini: API
-	"grok.com",                                     // xAI: Grok
-	"groq.com",                                     // Groq: website
-	"integrate.api.nvidia.com",                     // NVIDIA NIM: hosted API
-	"makersuite.google.com",                        // Google Gemini: AI Studio (older hostname)
-	"meta.ai",                                      // Meta AI
-	"mistral.ai",                                   // Mistral AI: website
-	"notebooklm.google.com",                        // Google NotebookLM
-	"oai.azure.com",                                // Azure OpenAI: studio
-	"openai.com",                                   // OpenAI: website
-	"openrouter.ai",                                // OpenRouter: API and website
-	"perplexity.ai",                                // Perplexity
-	"platform.claude.com",                          // Anthropic: developer platform
-	"platform.deepseek.com",                        // DeepSeek: developer platform
-	"platform.openai.com",                          // OpenAI: developer platform
-	"poe.com",                                      // Poe
-	"replicate.com",                                // Replicate: website
-	"router.huggingface.co",                        // Hugging Face: Inference Providers
-	"sora.chatgpt.com",                             // OpenAI: Sora
-	"sora.com",                                     // OpenAI: Sora
-	"together.ai",                                  // Together AI: website
-	"us-central1-aiplatform.googleapis.com",        // Google Vertex AI: us-central1
-	"www.meta.ai",                                  // Meta AI
-	"www.perplexity.ai",                            // Perplexity
-	"x.ai",                                         // xAI: website
+var defaultDestinations = []defaultDestination{
+	{"*.cognitiveservices.azure.com", "azure"},                      // Azure OpenAI: per-resource endpoints (see above)
+	{"*.endpoints.huggingface.cloud", "huggingface"},                // Hugging Face: dedicated Inference Endpoints (see above)
+	{"*.openai.azure.com", "azure"},                                 // Azure OpenAI: per-resource endpoints (see above)
+	{"*.services.ai.azure.com", "azure"},                            // Azure AI Foundry: per-resource endpoints (see above)
+	{"ab.chatgpt.com", "openai"},                                    // OpenAI: ChatGPT
+	{"ai.azure.com", "azure"},                                       // Azure AI Foundry: portal
+	{"aiplatform.googleapis.com", "google"},                         // Google Vertex AI: Gemini on Google Cloud
+	{"aistudio.google.com", "google"},                               // Google Gemini: AI Studio
+	{"alkalimakersuite-pa.clients6.google.com", "google"},           // Google Gemini: AI Studio backend
+	{"anthropic.com", "anthropic"},                                  // Anthropic: website
+	{"api-inference.huggingface.co", "huggingface"},                 // Hugging Face: serverless Inference API
+	{"api.ai21.com", "ai21"},                                        // AI21 Labs: API
+	{"api.anthropic.com", "anthropic"},                              // Anthropic: API, Claude Code
+	{"api.cerebras.ai", "cerebras"},                                 // Cerebras: inference API
+	{"api.cohere.ai", "cohere"},                                     // Cohere: API (older hostname)
+	{"api.cohere.com", "cohere"},                                    // Cohere: API
+	{"api.deepseek.com", "deepseek"},                                // DeepSeek: API
+	{"api.fireworks.ai", "fireworks"},                               // Fireworks AI: API
+	{"api.githubcopilot.com", "github-copilot"},                     // GitHub Copilot: chat API
+	{"api.groq.com", "groq"},                                        // Groq: API
+	{"api.llama.com", "meta"},                                       // Meta: Llama API
+	{"api.mistral.ai", "mistral"},                                   // Mistral AI: API
+	{"api.moonshot.ai", "moonshot"},                                 // Moonshot AI (Kimi): API
+	{"api.openai.com", "openai"},                                    // OpenAI: API, Codex
+	{"api.perplexity.ai", "perplexity"},                             // Perplexity: API
+	{"api.replicate.com", "replicate"},                              // Replicate: API
+	{"api.together.ai", "together"},                                 // Together AI: API
+	{"api.together.xyz", "together"},                                // Together AI: API (older hostname)
+	{"api.x.ai", "xai"},                                             // xAI: API
+	{"auth.openai.com", "openai"},                                   // OpenAI: sign-in
+	{"auth0.openai.com", "openai"},                                  // OpenAI: sign-in (older hostname)
+	{"bard.google.com", "google"},                                   // Google Gemini: former Bard hostname
+	{"bedrock-runtime.ap-northeast-1.amazonaws.com", "aws-bedrock"}, // Amazon Bedrock: model invocation
+	{"bedrock-runtime.ap-northeast-2.amazonaws.com", "aws-bedrock"}, // Amazon Bedrock: model invocation
+	{"bedrock-runtime.ap-south-1.amazonaws.com", "aws-bedrock"},     // Amazon Bedrock: model invocation
+	{"bedrock-runtime.ap-southeast-1.amazonaws.com", "aws-bedrock"}, // Amazon Bedrock: model invocation
+	{"bedrock-runtime.ap-southeast-2.amazonaws.com", "aws-bedrock"}, // Amazon Bedrock: model invocation
+	{"bedrock-runtime.ca-central-1.amazonaws.com", "aws-bedrock"},   // Amazon Bedrock: model invocation
+	{"bedrock-runtime.eu-central-1.amazonaws.com", "aws-bedrock"},   // Amazon Bedrock: model invocation
+	{"bedrock-runtime.eu-north-1.amazonaws.com", "aws-bedrock"},     // Amazon Bedrock: model invocation
+	{"bedrock-runtime.eu-west-1.amazonaws.com", "aws-bedrock"},      // Amazon Bedrock: model invocation
+	{"bedrock-runtime.eu-west-2.amazonaws.com", "aws-bedrock"},      // Amazon Bedrock: model invocation
+	{"bedrock-runtime.eu-west-3.amazonaws.com", "aws-bedrock"},      // Amazon Bedrock: model invocation
+	{"bedrock-runtime.sa-east-1.amazonaws.com", "aws-bedrock"},      // Amazon Bedrock: model invocation
+	{"bedrock-runtime.us-east-1.amazonaws.com", "aws-bedrock"},      // Amazon Bedrock: model invocation
+	{"bedrock-runtime.us-east-2.amazonaws.com", "aws-bedrock"},      // Amazon Bedrock: model invocation
+	{"bedrock-runtime.us-west-2.amazonaws.com", "aws-bedrock"},      // Amazon Bedrock: model invocation
+	{"bedrock.ap-northeast-1.amazonaws.com", "aws-bedrock"},         // Amazon Bedrock: control plane
+	{"bedrock.ap-northeast-2.amazonaws.com", "aws-bedrock"},         // Amazon Bedrock: control plane
+	{"bedrock.ap-south-1.amazonaws.com", "aws-bedrock"},             // Amazon Bedrock: control plane
+	{"bedrock.ap-southeast-1.amazonaws.com", "aws-bedrock"},         // Amazon Bedrock: control plane
+	{"bedrock.ap-southeast-2.amazonaws.com", "aws-bedrock"},         // Amazon Bedrock: control plane
+	{"bedrock.ca-central-1.amazonaws.com", "aws-bedrock"},           // Amazon Bedrock: control plane
+	{"bedrock.eu-central-1.amazonaws.com", "aws-bedrock"},           // Amazon Bedrock: control plane
+	{"bedrock.eu-north-1.amazonaws.com", "aws-bedrock"},             // Amazon Bedrock: control plane
+	{"bedrock.eu-west-1.amazonaws.com", "aws-bedrock"},              // Amazon Bedrock: control plane
+	{"bedrock.eu-west-2.amazonaws.com", "aws-bedrock"},              // Amazon Bedrock: control plane
+	{"bedrock.eu-west-3.amazonaws.com", "aws-bedrock"},              // Amazon Bedrock: control plane
+	{"bedrock.sa-east-1.amazonaws.com", "aws-bedrock"},              // Amazon Bedrock: control plane
+	{"bedrock.us-east-1.amazonaws.com", "aws-bedrock"},              // Amazon Bedrock: control plane
+	{"bedrock.us-east-2.amazonaws.com", "aws-bedrock"},              // Amazon Bedrock: control plane
+	{"bedrock.us-west-2.amazonaws.com", "aws-bedrock"},              // Amazon Bedrock: control plane
+	{"cdn.oaistatic.com", "openai"},                                 // OpenAI: ChatGPT web app assets
+	{"character.ai", "character-ai"},                                // Character.AI
+	{"chat.deepseek.com", "deepseek"},                               // DeepSeek: chat
+	{"chat.mistral.ai", "mistral"},                                  // Mistral AI: Le Chat
+	{"chat.openai.com", "openai"},                                   // OpenAI: ChatGPT (older hostname)
+	{"chat.qwen.ai", "alibaba"},                                     // Alibaba Qwen: chat
+	{"chatgpt.com", "openai"},                                       // OpenAI: ChatGPT
+	{"claude.ai", "anthropic"},                                      // Anthropic: Claude apps
+	{"claude.com", "anthropic"},                                     // Anthropic: Claude
+	{"codestral.mistral.ai", "mistral"},                             // Mistral AI: Codestral API
+	{"cohere.com", "cohere"},                                        // Cohere: website
+	{"console.anthropic.com", "anthropic"},                          // Anthropic: developer console
+	{"console.groq.com", "groq"},                                    // Groq: console
+	{"console.mistral.ai", "mistral"},                               // Mistral AI: console
+	{"console.x.ai", "xai"},                                         // xAI: console
+	{"copilot-proxy.githubusercontent.com", "github-copilot"},       // GitHub Copilot: completions
+	{"copilot.microsoft.com", "microsoft-copilot"},                  // Microsoft Copilot
+	{"dashboard.cohere.com", "cohere"},                              // Cohere: dashboard
+	{"dashscope-intl.aliyuncs.com", "alibaba"},                      // Alibaba Qwen: API (international)
+	{"dashscope.aliyuncs.com", "alibaba"},                           // Alibaba Qwen: API
+	{"deepseek.com", "deepseek"},                                    // DeepSeek: website
+	{"files.oaiusercontent.com", "openai"},                          // OpenAI: ChatGPT file uploads
+	{"fireworks.ai", "fireworks"},                                   // Fireworks AI: website and console
+	{"gemini.google.com", "google"},                                 // Google Gemini: app
+	{"generativelanguage.googleapis.com", "google"},                 // Google Gemini: API
+	{"grok.com", "xai"},                                             // xAI: Grok
+	{"groq.com", "groq"},                                            // Groq: website
+	{"integrate.api.nvidia.com", "nvidia"},                          // NVIDIA NIM: hosted API
+	{"makersuite.google.com", "google"},                             // Google Gemini: AI Studio (older hostname)
+	{"meta.ai", "meta"},                                             // Meta AI
+	{"mistral.ai", "mistral"},                                       // Mistral AI: website
+	{"notebooklm.google.com", "google"},                             // Google NotebookLM
+	{"oai.azure.com", "azure"},                                      // Azure OpenAI: studio
+	{"openai.com", "openai"},                                        // OpenAI: website
+	{"openrouter.ai", "openrouter"},                                 // OpenRouter: API and website
+	{"perplexity.ai", "perplexity"},                                 // Perplexity
+	{"platform.claude.com", "anthropic"},                            // Anthropic: developer platform
+	{"platform.deepseek.com", "deepseek"},                           // DeepSeek: developer platform
+	{"platform.openai.com", "openai"},                               // OpenAI: developer platform
+	{"poe.com", "poe"},                                              // Poe
+	{"replicate.com", "replicate"},                                  // Replicate: website
+	{"router.huggingface.co", "huggingface"},                        // Hugging Face: Inference Providers
+	{"sora.chatgpt.com", "openai"},                                  // OpenAI: Sora
+	{"sora.com", "openai"},                                          // OpenAI: Sora
+	{"together.ai", "together"},                                     // Together AI: website
+	{"us-central1-aiplatform.googleapis.com", "google"},             // Google Vertex AI: us-central1
+	{"www.meta.ai", "meta"},                                         // Meta AI
+	{"www.perplexity.ai", "perplexity"},                             // Perplexity
+	{"x.ai", "xai"},                                                 // xAI: website
+}
+
+// defaultDestination is one line of the maintained list.
+type defaultDestination struct {
+	domain   string
+	provider string
 }
 
 // DefaultDomains returns the maintained list of LLM provider domains that a
 // lock blocks unless the organization's policy says otherwise. The result
 // is sorted and free of duplicates; the caller may modify it.
 func DefaultDomains() []string {
-	return slices.Clone(defaultDomains)
+	out := make([]string, len(defaultDestinations))
+	for i, d := range defaultDestinations {
+		out[i] = d.domain
+	}
+	return out
+}
+
+// ProviderOther is the provider of destinations outside the maintained
+// list: an organization's own domains and networks.
+const ProviderOther = "other"
+
+// ProviderOf names the LLM provider that serves domain, as usage telemetry
+// reports it ("openai", "anthropic", "google", "aws-bedrock", ...), from
+// the maintained list: the domain itself, or the nearest "*." entry above
+// it (contoso.openai.azure.com is "azure"). Case and a trailing dot do not
+// matter. Domains the list does not know are ProviderOther.
+func ProviderOf(domain string) string {
+	name := strings.ToLower(strings.TrimSuffix(domain, "."))
+	if p, ok := lookupDefault(name); ok {
+		return p
+	}
+	for rest := name; ; {
+		_, parent, ok := strings.Cut(rest, ".")
+		if !ok || !strings.Contains(parent, ".") {
+			return ProviderOther
+		}
+		if p, ok := lookupDefault("*." + parent); ok {
+			return p
+		}
+		rest = parent
+	}
+}
+
+func lookupDefault(name string) (string, bool) {
+	i, ok := slices.BinarySearchFunc(defaultDestinations, name, func(d defaultDestination, n string) int {
+		return strings.Compare(d.domain, n)
+	})
+	if !ok {
+		return "", false
+	}
+	return defaultDestinations[i].provider, true
 }
 
 // ValidateDomain checks that s can name destinations in a policy: a fully

@@ -176,3 +176,36 @@ func FuzzParseCIDR(f *testing.F) {
 		}
 	})
 }
+
+func TestProviderOf(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ in, want string }{
+		{"api.openai.com", "openai"},
+		{"API.OpenAI.com.", "openai"},
+		{"chatgpt.com", "openai"},
+		{"api.anthropic.com", "anthropic"},
+		{"claude.ai", "anthropic"},
+		{"generativelanguage.googleapis.com", "google"},
+		{"bedrock-runtime.eu-west-1.amazonaws.com", "aws-bedrock"},
+		{"contoso.openai.azure.com", "azure"},
+		{"a.b.cognitiveservices.azure.com", "azure"},
+		{"openai.azure.com", ProviderOther},
+		{"*.openai.azure.com", "azure"},
+		{"llm.internal.example", ProviderOther},
+		{"foo.api.openai.com", ProviderOther},
+		{"", ProviderOther},
+		{"com", ProviderOther},
+	} {
+		if got := ProviderOf(tc.in); got != tc.want {
+			t.Errorf("ProviderOf(%q) = %q; want %q", tc.in, got, tc.want)
+		}
+	}
+	for _, d := range defaultDestinations {
+		if d.provider == "" || d.provider != strings.ToLower(d.provider) || strings.ContainsAny(d.provider, " .") {
+			t.Errorf("provider %q of %s is not a stable lower-case name", d.provider, d.domain)
+		}
+		if got := ProviderOf(d.domain); got != d.provider {
+			t.Errorf("ProviderOf(%q) = %q; want %q", d.domain, got, d.provider)
+		}
+	}
+}

@@ -15,14 +15,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/kardianos/service"
 
 	"github.com/toktra/toktra/agent"
+	"github.com/toktra/toktra/agent/telemetry"
 	"github.com/toktra/toktra/internal/logging"
 	"github.com/toktra/toktra/platform"
 	agentv1 "github.com/toktra/toktra/proto/toktra/agent/v1"
@@ -64,6 +70,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	var enroll agent.EnrollOptions
 	var serial string
 	asJSON := false
+	usage := usageConfig{enabled: true, maxBytes: telemetry.DefaultMaxBytes, interval: telemetry.DefaultBatchInterval}
 	switch cmd {
 	case "enroll":
 		fs.StringVar(&enroll.Server, "server", "", "control plane agent address, host:port")
@@ -73,7 +80,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fs.StringVar(&serial, "serial", "", "device serial number, if the MDM knows it better than the agent")
 	case "status":
 		fs.BoolVar(&asJSON, "json", false, "print JSON")
-	case "run", "install", "uninstall", "start", "stop":
+	case "run", "install":
+		fs.BoolVar(&usage.enabled, "usage-telemetry", true, "record connections to LLM destinations and report them to the control plane")
+		fs.Int64Var(&usage.maxBytes, "usage-buffer-bytes", telemetry.DefaultMaxBytes, "bound of the on-disk buffer of usage events kept while offline (oldest dropped beyond it)")
+		fs.DurationVar(&usage.interval, "usage-batch-interval", telemetry.DefaultBatchInterval, "how often buffered usage events are sealed into a batch for sending")
+	case "uninstall", "start", "stop":
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -122,13 +133,22 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return rep.WriteText(stdout)
 	}
 
-	prog := &program{stateDir: dir, log: log}
+	if usage.maxBytes < telemetry.MinMaxBytes {
+		return fmt.Errorf("--usage-buffer-bytes: at least %d", telemetry.MinMaxBytes)
+	}
+	if usage.interval < time.Second {
+		return errors.New("--usage-batch-interval: at least 1s")
+	}
+	prog := &program{stateDir: dir, log: log, usage: usage}
 	svc, err := service.New(prog, &service.Config{
 		Name:        "toktra-agent",
 		DisplayName: "Toktra agent",
 		Description: "Enforces Toktra lockouts: blocks LLM services on this device when its user is offboarded.",
-		Arguments:   []string{"run", "--state-dir", *stateDir, "--log-format", "json"},
-		Option:      service.KeyValue{"Restart": "always", "RestartSec": 1},
+		Arguments: []string{"run", "--state-dir", *stateDir, "--log-format", "json",
+			"--usage-telemetry=" + strconv.FormatBool(usage.enabled),
+			"--usage-buffer-bytes", strconv.FormatInt(usage.maxBytes, 10),
+			"--usage-batch-interval", usage.interval.String()},
+		Option: service.KeyValue{"Restart": "always", "RestartSec": 1},
 	})
 	if err != nil {
 		return fmt.Errorf("service: %w", err)
@@ -148,10 +168,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 	return svc.Run()
 }
 
+// usageConfig is how the agent records usage telemetry.
+type usageConfig struct {
+	enabled  bool
+	maxBytes int64
+	interval time.Duration
+}
+
 // program adapts the agent to the OS service manager.
 type program struct {
 	stateDir agent.StateDir
 	log      *slog.Logger
+	usage    usageConfig
 	cancel   context.CancelFunc
 	done     chan error
 }
@@ -180,7 +208,7 @@ func (p *program) runAgent(ctx context.Context) error {
 		return err
 	}
 	defer plat.enforcer.Close()
-	a, err := agent.New(agent.Options{
+	opts := agent.Options{
 		StateDir:     p.stateDir,
 		Enforcer:     plat.enforcer,
 		Resolver:     plat.resolver,
@@ -188,12 +216,102 @@ func (p *program) runAgent(ctx context.Context) error {
 		Capabilities: plat.caps,
 		Version:      version,
 		Logger:       p.log,
-	})
+	}
+	var usage *usageTelemetry
+	if p.usage.enabled {
+		usage, err = p.startUsage(plat)
+		if err != nil {
+			return err
+		}
+		defer usage.close()
+		if usage.monitor != nil {
+			opts.Usage = usage.buffer
+		}
+	} else {
+		plat.caps.Unsupported["usage-telemetry"] = "turned off (--usage-telemetry=false)"
+	}
+	a, err := agent.New(opts)
 	if err != nil {
 		return err
 	}
 	p.log.Info("agent starting", "version", version, "state_dir", string(p.stateDir), "enforcers", plat.caps.GetEnforcers())
+	if usage != nil {
+		usage.agent.Store(a)
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		done := usage.run(ctx)
+		defer func() { cancel(); <-done }()
+	}
 	return a.Run(ctx)
+}
+
+// usageTelemetry is the agent's usage recording: the OS's flow monitor
+// feeding a recorder, batched into the buffer that the agent sends.
+type usageTelemetry struct {
+	log      *slog.Logger
+	buffer   *telemetry.Buffer
+	dests    *telemetry.Destinations
+	recorder *telemetry.Recorder
+	monitor  *platform.FlowMonitor // nil where the OS cannot record flows
+	agent    atomic.Pointer[agent.Agent]
+}
+
+// startUsage opens the buffer and the flow monitor. Where the OS cannot
+// record flows the agent still runs and tells the control plane why.
+func (p *program) startUsage(plat osPlatform) (*usageTelemetry, error) {
+	u := &usageTelemetry{log: p.log}
+	var err error
+	u.buffer, err = telemetry.OpenBuffer(telemetry.BufferOptions{
+		Dir: filepath.Join(string(p.stateDir), "usage"), MaxBytes: p.usage.maxBytes, Logger: p.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	u.dests = telemetry.NewDestinations(plat.resolver, func() ([]string, []netip.Prefix) {
+		if a := u.agent.Load(); a != nil {
+			return a.PolicyDestinations()
+		}
+		return nil, nil
+	}, nil, p.log)
+	u.recorder = telemetry.NewRecorder(telemetry.RecorderOptions{
+		Buffer: u.buffer, Destinations: u.dests, Logger: p.log, BatchInterval: p.usage.interval,
+	})
+	u.monitor, err = platform.NewFlowMonitor(platform.FlowMonitorOptions{Logger: p.log, Track: u.dests.Contains})
+	if err != nil {
+		p.log.Warn("usage telemetry unavailable", "err", err)
+		plat.caps.Unsupported["usage-telemetry"] = err.Error()
+		u.monitor = nil
+	}
+	return u, nil
+}
+
+// run starts the recording goroutines; the channel closes once they have
+// stopped after ctx ends (the recorder seals what it holds on the way out).
+func (u *usageTelemetry) run(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	if u.monitor == nil {
+		close(done)
+		return done
+	}
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); u.dests.Run(ctx) }()
+	go func() { defer wg.Done(); u.recorder.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := u.monitor.Run(ctx, u.recorder.Record); err != nil {
+			u.log.Error("usage telemetry stopped", "err", err)
+		}
+	}()
+	go func() { wg.Wait(); close(done) }()
+	return done
+}
+
+func (u *usageTelemetry) close() {
+	if u.monitor != nil {
+		u.monitor.Close()
+	}
+	u.buffer.Close()
 }
 
 // osPlatform is what this OS can enforce with.

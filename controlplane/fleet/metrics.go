@@ -15,6 +15,10 @@ type Metrics struct {
 	acks        *prometheus.CounterVec
 	tamper      prometheus.Counter
 	lockLatency prometheus.Histogram
+
+	usageBatches *prometheus.CounterVec
+	usageEvents  prometheus.Counter
+	usageDropped prometheus.Counter
 }
 
 // NewMetrics creates the fleet metrics and registers them with reg (nil:
@@ -35,9 +39,23 @@ func NewMetrics(reg prometheus.Registerer, st store.Store) *Metrics {
 			Help:    "Time from a lock command's creation to the device's applied acknowledgement.",
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 3600},
 		}),
+		usageBatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "toktra_usage_batches_total",
+			Help: "Usage batches from agents by result: stored, duplicate (re-sent, already stored) or rejected (invalid).",
+		}, []string{"result"}),
+		usageEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "toktra_usage_events_total", Help: "Usage events from agents stored.",
+		}),
+		usageDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "toktra_usage_events_dropped_total",
+			Help: "Usage events agents reported dropping (buffer full while offline, or refused batches), as seen by this replica.",
+		}),
+	}
+	for _, r := range []string{"stored", "duplicate", "rejected"} {
+		m.usageBatches.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.connected, m.acks, m.tamper, m.lockLatency, &commandStateCollector{st: st})
+		reg.MustRegister(m.connected, m.acks, m.tamper, m.lockLatency, m.usageBatches, m.usageEvents, m.usageDropped, &commandStateCollector{st: st})
 	}
 	return m
 }

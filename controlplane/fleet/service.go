@@ -57,6 +57,9 @@ type Service struct {
 
 	mu       sync.Mutex
 	sessions map[deviceKey]*session
+	// usageDropped is the last dropped-events total each device reported
+	// to this replica (see session.noteDropped).
+	usageDropped map[deviceKey]uint64
 }
 
 type deviceKey struct{ org, device string }
@@ -69,7 +72,7 @@ func NewService(cfg Config) *Service {
 	if cfg.Metrics == nil {
 		cfg.Metrics = NewMetrics(nil, cfg.Store)
 	}
-	return &Service{cfg: cfg, log: cfg.Logger, sessions: map[deviceKey]*session{}}
+	return &Service{cfg: cfg, log: cfg.Logger, sessions: map[deviceKey]*session{}, usageDropped: map[deviceKey]uint64{}}
 }
 
 // Start subscribes to new commands (before any stream can load its pending

@@ -147,6 +147,10 @@ func (s *session) recvLoop(ctx context.Context) error {
 				"restored", m.Tamper.GetRestored())
 		case *agentv1.AgentMessage_Renew:
 			s.renew(ctx, m.Renew)
+		case *agentv1.AgentMessage_Usage:
+			if err := s.usage(ctx, m.Usage); err != nil {
+				return err
+			}
 		case *agentv1.AgentMessage_Hello:
 			return status.Error(codes.InvalidArgument, "hello is sent once, first")
 		default:

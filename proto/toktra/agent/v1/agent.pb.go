@@ -427,6 +427,7 @@ type AgentMessage struct {
 	//	*AgentMessage_Ack
 	//	*AgentMessage_Tamper
 	//	*AgentMessage_Renew
+	//	*AgentMessage_Usage
 	Msg           isAgentMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -514,6 +515,15 @@ func (x *AgentMessage) GetRenew() *RenewRequest {
 	return nil
 }
 
+func (x *AgentMessage) GetUsage() *UsageBatch {
+	if x != nil {
+		if x, ok := x.Msg.(*AgentMessage_Usage); ok {
+			return x.Usage
+		}
+	}
+	return nil
+}
+
 type isAgentMessage_Msg interface {
 	isAgentMessage_Msg()
 }
@@ -538,6 +548,10 @@ type AgentMessage_Renew struct {
 	Renew *RenewRequest `protobuf:"bytes,5,opt,name=renew,proto3,oneof"`
 }
 
+type AgentMessage_Usage struct {
+	Usage *UsageBatch `protobuf:"bytes,6,opt,name=usage,proto3,oneof"`
+}
+
 func (*AgentMessage_Hello) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Heartbeat) isAgentMessage_Msg() {}
@@ -547,6 +561,8 @@ func (*AgentMessage_Ack) isAgentMessage_Msg() {}
 func (*AgentMessage_Tamper) isAgentMessage_Msg() {}
 
 func (*AgentMessage_Renew) isAgentMessage_Msg() {}
+
+func (*AgentMessage_Usage) isAgentMessage_Msg() {}
 
 // Hello opens every stream: what the agent has applied and what it can do.
 type Hello struct {
@@ -953,6 +969,7 @@ type ServerMessage struct {
 	//	*ServerMessage_Command
 	//	*ServerMessage_HeartbeatAck
 	//	*ServerMessage_Renew
+	//	*ServerMessage_UsageAck
 	Msg           isServerMessage_Msg `protobuf_oneof:"msg"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1022,6 +1039,15 @@ func (x *ServerMessage) GetRenew() *RenewResponse {
 	return nil
 }
 
+func (x *ServerMessage) GetUsageAck() *UsageAck {
+	if x != nil {
+		if x, ok := x.Msg.(*ServerMessage_UsageAck); ok {
+			return x.UsageAck
+		}
+	}
+	return nil
+}
+
 type isServerMessage_Msg interface {
 	isServerMessage_Msg()
 }
@@ -1038,11 +1064,17 @@ type ServerMessage_Renew struct {
 	Renew *RenewResponse `protobuf:"bytes,3,opt,name=renew,proto3,oneof"`
 }
 
+type ServerMessage_UsageAck struct {
+	UsageAck *UsageAck `protobuf:"bytes,4,opt,name=usage_ack,json=usageAck,proto3,oneof"`
+}
+
 func (*ServerMessage_Command) isServerMessage_Msg() {}
 
 func (*ServerMessage_HeartbeatAck) isServerMessage_Msg() {}
 
 func (*ServerMessage_Renew) isServerMessage_Msg() {}
+
+func (*ServerMessage_UsageAck) isServerMessage_Msg() {}
 
 type HeartbeatAck struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
@@ -1375,6 +1407,280 @@ func (x *Policy) GetCidrs() []string {
 	return nil
 }
 
+// UsageBatch carries the device's connections to LLM destinations. The agent
+// keeps each batch on disk until the server acknowledges its batch_seq, and
+// re-sends it on every new stream until then; the server stores a batch once
+// per device and batch_seq, so a re-sent batch is never counted twice.
+type UsageBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Strictly increasing per device, never reused.
+	BatchSeq uint64        `protobuf:"varint,1,opt,name=batch_seq,json=batchSeq,proto3" json:"batch_seq,omitempty"`
+	Events   []*UsageEvent `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// Events the agent has dropped since it began recording, because its
+	// buffer was full while offline (oldest first) or a batch was refused.
+	DroppedTotal  uint64 `protobuf:"varint,3,opt,name=dropped_total,json=droppedTotal,proto3" json:"dropped_total,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageBatch) Reset() {
+	*x = UsageBatch{}
+	mi := &file_toktra_agent_v1_agent_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageBatch) ProtoMessage() {}
+
+func (x *UsageBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_toktra_agent_v1_agent_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageBatch.ProtoReflect.Descriptor instead.
+func (*UsageBatch) Descriptor() ([]byte, []int) {
+	return file_toktra_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UsageBatch) GetBatchSeq() uint64 {
+	if x != nil {
+		return x.BatchSeq
+	}
+	return 0
+}
+
+func (x *UsageBatch) GetEvents() []*UsageEvent {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *UsageBatch) GetDroppedTotal() uint64 {
+	if x != nil {
+		return x.DroppedTotal
+	}
+	return 0
+}
+
+// UsageEvent is one connection from the device to an LLM destination.
+type UsageEvent struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The provider the destination belongs to ("openai", "anthropic", ...;
+	// "other" for an organization's own destinations).
+	Provider string `protobuf:"bytes,1,opt,name=provider,proto3" json:"provider,omitempty"`
+	// The LLM domain the remote address was resolved from; empty when it
+	// matched only a policy CIDR.
+	Domain string `protobuf:"bytes,2,opt,name=domain,proto3" json:"domain,omitempty"`
+	// The remote IPv4 or IPv6 address, in its text form.
+	RemoteAddr string `protobuf:"bytes,3,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	RemotePort uint32 `protobuf:"varint,4,opt,name=remote_port,json=remotePort,proto3" json:"remote_port,omitempty"`
+	// "tcp" or "udp".
+	Protocol          string `protobuf:"bytes,5,opt,name=protocol,proto3" json:"protocol,omitempty"`
+	StartedAtUnixNano int64  `protobuf:"varint,6,opt,name=started_at_unix_nano,json=startedAtUnixNano,proto3" json:"started_at_unix_nano,omitempty"`
+	EndedAtUnixNano   int64  `protobuf:"varint,7,opt,name=ended_at_unix_nano,json=endedAtUnixNano,proto3" json:"ended_at_unix_nano,omitempty"`
+	// Bytes of IP packets (headers included) from the device and to it, as
+	// the kernel's connection tracking counts them.
+	BytesSent     uint64 `protobuf:"varint,8,opt,name=bytes_sent,json=bytesSent,proto3" json:"bytes_sent,omitempty"`
+	BytesReceived uint64 `protobuf:"varint,9,opt,name=bytes_received,json=bytesReceived,proto3" json:"bytes_received,omitempty"`
+	// The process that opened the connection, where the agent could tell.
+	ProcessName string `protobuf:"bytes,10,opt,name=process_name,json=processName,proto3" json:"process_name,omitempty"`
+	ProcessPath string `protobuf:"bytes,11,opt,name=process_path,json=processPath,proto3" json:"process_path,omitempty"`
+	Pid         uint32 `protobuf:"varint,12,opt,name=pid,proto3" json:"pid,omitempty"`
+	// The owner of the socket; absent when unknown (0 is root).
+	Uid           *uint32 `protobuf:"varint,13,opt,name=uid,proto3,oneof" json:"uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageEvent) Reset() {
+	*x = UsageEvent{}
+	mi := &file_toktra_agent_v1_agent_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageEvent) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageEvent) ProtoMessage() {}
+
+func (x *UsageEvent) ProtoReflect() protoreflect.Message {
+	mi := &file_toktra_agent_v1_agent_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageEvent.ProtoReflect.Descriptor instead.
+func (*UsageEvent) Descriptor() ([]byte, []int) {
+	return file_toktra_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UsageEvent) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetRemoteAddr() string {
+	if x != nil {
+		return x.RemoteAddr
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetRemotePort() uint32 {
+	if x != nil {
+		return x.RemotePort
+	}
+	return 0
+}
+
+func (x *UsageEvent) GetProtocol() string {
+	if x != nil {
+		return x.Protocol
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetStartedAtUnixNano() int64 {
+	if x != nil {
+		return x.StartedAtUnixNano
+	}
+	return 0
+}
+
+func (x *UsageEvent) GetEndedAtUnixNano() int64 {
+	if x != nil {
+		return x.EndedAtUnixNano
+	}
+	return 0
+}
+
+func (x *UsageEvent) GetBytesSent() uint64 {
+	if x != nil {
+		return x.BytesSent
+	}
+	return 0
+}
+
+func (x *UsageEvent) GetBytesReceived() uint64 {
+	if x != nil {
+		return x.BytesReceived
+	}
+	return 0
+}
+
+func (x *UsageEvent) GetProcessName() string {
+	if x != nil {
+		return x.ProcessName
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetProcessPath() string {
+	if x != nil {
+		return x.ProcessPath
+	}
+	return ""
+}
+
+func (x *UsageEvent) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *UsageEvent) GetUid() uint32 {
+	if x != nil && x.Uid != nil {
+		return *x.Uid
+	}
+	return 0
+}
+
+// UsageAck answers one UsageBatch.
+type UsageAck struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	BatchSeq uint64                 `protobuf:"varint,1,opt,name=batch_seq,json=batchSeq,proto3" json:"batch_seq,omitempty"`
+	// Empty when the batch is stored (now or before). Otherwise why the
+	// batch was refused; re-sending it cannot succeed, so the agent drops it
+	// and counts its events as dropped.
+	Rejected      string `protobuf:"bytes,2,opt,name=rejected,proto3" json:"rejected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UsageAck) Reset() {
+	*x = UsageAck{}
+	mi := &file_toktra_agent_v1_agent_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UsageAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UsageAck) ProtoMessage() {}
+
+func (x *UsageAck) ProtoReflect() protoreflect.Message {
+	mi := &file_toktra_agent_v1_agent_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UsageAck.ProtoReflect.Descriptor instead.
+func (*UsageAck) Descriptor() ([]byte, []int) {
+	return file_toktra_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *UsageAck) GetBatchSeq() uint64 {
+	if x != nil {
+		return x.BatchSeq
+	}
+	return 0
+}
+
+func (x *UsageAck) GetRejected() string {
+	if x != nil {
+		return x.Rejected
+	}
+	return ""
+}
+
 var File_toktra_agent_v1_agent_proto protoreflect.FileDescriptor
 
 const file_toktra_agent_v1_agent_proto_rawDesc = "" +
@@ -1403,13 +1709,14 @@ const file_toktra_agent_v1_agent_proto_rawDesc = "" +
 	"\x0fVerificationKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1d\n" +
 	"\n" +
-	"public_key\x18\x02 \x01(\fR\tpublicKey\"\xa1\x02\n" +
+	"public_key\x18\x02 \x01(\fR\tpublicKey\"\xd6\x02\n" +
 	"\fAgentMessage\x12.\n" +
 	"\x05hello\x18\x01 \x01(\v2\x16.toktra.agent.v1.HelloH\x00R\x05hello\x12:\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x1a.toktra.agent.v1.HeartbeatH\x00R\theartbeat\x12/\n" +
 	"\x03ack\x18\x03 \x01(\v2\x1b.toktra.agent.v1.CommandAckH\x00R\x03ack\x126\n" +
 	"\x06tamper\x18\x04 \x01(\v2\x1c.toktra.agent.v1.TamperEventH\x00R\x06tamper\x125\n" +
-	"\x05renew\x18\x05 \x01(\v2\x1d.toktra.agent.v1.RenewRequestH\x00R\x05renewB\x05\n" +
+	"\x05renew\x18\x05 \x01(\v2\x1d.toktra.agent.v1.RenewRequestH\x00R\x05renew\x123\n" +
+	"\x05usage\x18\x06 \x01(\v2\x1b.toktra.agent.v1.UsageBatchH\x00R\x05usageB\x05\n" +
 	"\x03msg\"\x9e\x02\n" +
 	"\x05Hello\x122\n" +
 	"\x15last_applied_sequence\x18\x01 \x01(\x04R\x13lastAppliedSequence\x12\x16\n" +
@@ -1441,11 +1748,12 @@ const file_toktra_agent_v1_agent_proto_rawDesc = "" +
 	"\x15detected_at_unix_nano\x18\x03 \x01(\x03R\x12detectedAtUnixNano\x12\x1a\n" +
 	"\brestored\x18\x04 \x01(\bR\brestored\"'\n" +
 	"\fRenewRequest\x12\x17\n" +
-	"\acsr_der\x18\x01 \x01(\fR\x06csrDer\"\xd0\x01\n" +
+	"\acsr_der\x18\x01 \x01(\fR\x06csrDer\"\x8a\x02\n" +
 	"\rServerMessage\x12:\n" +
 	"\acommand\x18\x01 \x01(\v2\x1e.toktra.agent.v1.SignedCommandH\x00R\acommand\x12D\n" +
 	"\rheartbeat_ack\x18\x02 \x01(\v2\x1d.toktra.agent.v1.HeartbeatAckH\x00R\fheartbeatAck\x126\n" +
-	"\x05renew\x18\x03 \x01(\v2\x1e.toktra.agent.v1.RenewResponseH\x00R\x05renewB\x05\n" +
+	"\x05renew\x18\x03 \x01(\v2\x1e.toktra.agent.v1.RenewResponseH\x00R\x05renew\x128\n" +
+	"\tusage_ack\x18\x04 \x01(\v2\x19.toktra.agent.v1.UsageAckH\x00R\busageAckB\x05\n" +
 	"\x03msg\"A\n" +
 	"\fHeartbeatAck\x121\n" +
 	"\x15server_time_unix_nano\x18\x01 \x01(\x03R\x12serverTimeUnixNano\"N\n" +
@@ -1470,7 +1778,35 @@ const file_toktra_agent_v1_agent_proto_rawDesc = "" +
 	"\x06Policy\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x18\n" +
 	"\adomains\x18\x02 \x03(\tR\adomains\x12\x14\n" +
-	"\x05cidrs\x18\x03 \x03(\tR\x05cidrs*X\n" +
+	"\x05cidrs\x18\x03 \x03(\tR\x05cidrs\"\x83\x01\n" +
+	"\n" +
+	"UsageBatch\x12\x1b\n" +
+	"\tbatch_seq\x18\x01 \x01(\x04R\bbatchSeq\x123\n" +
+	"\x06events\x18\x02 \x03(\v2\x1b.toktra.agent.v1.UsageEventR\x06events\x12#\n" +
+	"\rdropped_total\x18\x03 \x01(\x04R\fdroppedTotal\"\xb9\x03\n" +
+	"\n" +
+	"UsageEvent\x12\x1a\n" +
+	"\bprovider\x18\x01 \x01(\tR\bprovider\x12\x16\n" +
+	"\x06domain\x18\x02 \x01(\tR\x06domain\x12\x1f\n" +
+	"\vremote_addr\x18\x03 \x01(\tR\n" +
+	"remoteAddr\x12\x1f\n" +
+	"\vremote_port\x18\x04 \x01(\rR\n" +
+	"remotePort\x12\x1a\n" +
+	"\bprotocol\x18\x05 \x01(\tR\bprotocol\x12/\n" +
+	"\x14started_at_unix_nano\x18\x06 \x01(\x03R\x11startedAtUnixNano\x12+\n" +
+	"\x12ended_at_unix_nano\x18\a \x01(\x03R\x0fendedAtUnixNano\x12\x1d\n" +
+	"\n" +
+	"bytes_sent\x18\b \x01(\x04R\tbytesSent\x12%\n" +
+	"\x0ebytes_received\x18\t \x01(\x04R\rbytesReceived\x12!\n" +
+	"\fprocess_name\x18\n" +
+	" \x01(\tR\vprocessName\x12!\n" +
+	"\fprocess_path\x18\v \x01(\tR\vprocessPath\x12\x10\n" +
+	"\x03pid\x18\f \x01(\rR\x03pid\x12\x15\n" +
+	"\x03uid\x18\r \x01(\rH\x00R\x03uid\x88\x01\x01B\x06\n" +
+	"\x04_uid\"C\n" +
+	"\bUsageAck\x12\x1b\n" +
+	"\tbatch_seq\x18\x01 \x01(\x04R\bbatchSeq\x12\x1a\n" +
+	"\brejected\x18\x02 \x01(\tR\brejected*X\n" +
 	"\tAckStatus\x12\x1a\n" +
 	"\x16ACK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12ACK_STATUS_APPLIED\x10\x01\x12\x17\n" +
@@ -1498,7 +1834,7 @@ func file_toktra_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_toktra_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_toktra_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_toktra_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_toktra_agent_v1_agent_proto_goTypes = []any{
 	(AckStatus)(0),          // 0: toktra.agent.v1.AckStatus
 	(CommandKind)(0),        // 1: toktra.agent.v1.CommandKind
@@ -1519,7 +1855,10 @@ var file_toktra_agent_v1_agent_proto_goTypes = []any{
 	(*SignedCommand)(nil),   // 16: toktra.agent.v1.SignedCommand
 	(*CommandBody)(nil),     // 17: toktra.agent.v1.CommandBody
 	(*Policy)(nil),          // 18: toktra.agent.v1.Policy
-	nil,                     // 19: toktra.agent.v1.Capabilities.UnsupportedEntry
+	(*UsageBatch)(nil),      // 19: toktra.agent.v1.UsageBatch
+	(*UsageEvent)(nil),      // 20: toktra.agent.v1.UsageEvent
+	(*UsageAck)(nil),        // 21: toktra.agent.v1.UsageAck
+	nil,                     // 22: toktra.agent.v1.Capabilities.UnsupportedEntry
 }
 var file_toktra_agent_v1_agent_proto_depIdxs = []int32{
 	2,  // 0: toktra.agent.v1.EnrollRequest.facts:type_name -> toktra.agent.v1.DeviceFacts
@@ -1529,24 +1868,27 @@ var file_toktra_agent_v1_agent_proto_depIdxs = []int32{
 	10, // 4: toktra.agent.v1.AgentMessage.ack:type_name -> toktra.agent.v1.CommandAck
 	11, // 5: toktra.agent.v1.AgentMessage.tamper:type_name -> toktra.agent.v1.TamperEvent
 	12, // 6: toktra.agent.v1.AgentMessage.renew:type_name -> toktra.agent.v1.RenewRequest
-	8,  // 7: toktra.agent.v1.Hello.capabilities:type_name -> toktra.agent.v1.Capabilities
-	2,  // 8: toktra.agent.v1.Hello.facts:type_name -> toktra.agent.v1.DeviceFacts
-	19, // 9: toktra.agent.v1.Capabilities.unsupported:type_name -> toktra.agent.v1.Capabilities.UnsupportedEntry
-	0,  // 10: toktra.agent.v1.CommandAck.status:type_name -> toktra.agent.v1.AckStatus
-	16, // 11: toktra.agent.v1.ServerMessage.command:type_name -> toktra.agent.v1.SignedCommand
-	14, // 12: toktra.agent.v1.ServerMessage.heartbeat_ack:type_name -> toktra.agent.v1.HeartbeatAck
-	15, // 13: toktra.agent.v1.ServerMessage.renew:type_name -> toktra.agent.v1.RenewResponse
-	1,  // 14: toktra.agent.v1.CommandBody.kind:type_name -> toktra.agent.v1.CommandKind
-	18, // 15: toktra.agent.v1.CommandBody.policy:type_name -> toktra.agent.v1.Policy
-	3,  // 16: toktra.agent.v1.EnrollmentService.Enroll:input_type -> toktra.agent.v1.EnrollRequest
-	6,  // 17: toktra.agent.v1.AgentService.Connect:input_type -> toktra.agent.v1.AgentMessage
-	4,  // 18: toktra.agent.v1.EnrollmentService.Enroll:output_type -> toktra.agent.v1.EnrollResponse
-	13, // 19: toktra.agent.v1.AgentService.Connect:output_type -> toktra.agent.v1.ServerMessage
-	18, // [18:20] is the sub-list for method output_type
-	16, // [16:18] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	19, // 7: toktra.agent.v1.AgentMessage.usage:type_name -> toktra.agent.v1.UsageBatch
+	8,  // 8: toktra.agent.v1.Hello.capabilities:type_name -> toktra.agent.v1.Capabilities
+	2,  // 9: toktra.agent.v1.Hello.facts:type_name -> toktra.agent.v1.DeviceFacts
+	22, // 10: toktra.agent.v1.Capabilities.unsupported:type_name -> toktra.agent.v1.Capabilities.UnsupportedEntry
+	0,  // 11: toktra.agent.v1.CommandAck.status:type_name -> toktra.agent.v1.AckStatus
+	16, // 12: toktra.agent.v1.ServerMessage.command:type_name -> toktra.agent.v1.SignedCommand
+	14, // 13: toktra.agent.v1.ServerMessage.heartbeat_ack:type_name -> toktra.agent.v1.HeartbeatAck
+	15, // 14: toktra.agent.v1.ServerMessage.renew:type_name -> toktra.agent.v1.RenewResponse
+	21, // 15: toktra.agent.v1.ServerMessage.usage_ack:type_name -> toktra.agent.v1.UsageAck
+	1,  // 16: toktra.agent.v1.CommandBody.kind:type_name -> toktra.agent.v1.CommandKind
+	18, // 17: toktra.agent.v1.CommandBody.policy:type_name -> toktra.agent.v1.Policy
+	20, // 18: toktra.agent.v1.UsageBatch.events:type_name -> toktra.agent.v1.UsageEvent
+	3,  // 19: toktra.agent.v1.EnrollmentService.Enroll:input_type -> toktra.agent.v1.EnrollRequest
+	6,  // 20: toktra.agent.v1.AgentService.Connect:input_type -> toktra.agent.v1.AgentMessage
+	4,  // 21: toktra.agent.v1.EnrollmentService.Enroll:output_type -> toktra.agent.v1.EnrollResponse
+	13, // 22: toktra.agent.v1.AgentService.Connect:output_type -> toktra.agent.v1.ServerMessage
+	21, // [21:23] is the sub-list for method output_type
+	19, // [19:21] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_toktra_agent_v1_agent_proto_init() }
@@ -1560,19 +1902,22 @@ func file_toktra_agent_v1_agent_proto_init() {
 		(*AgentMessage_Ack)(nil),
 		(*AgentMessage_Tamper)(nil),
 		(*AgentMessage_Renew)(nil),
+		(*AgentMessage_Usage)(nil),
 	}
 	file_toktra_agent_v1_agent_proto_msgTypes[11].OneofWrappers = []any{
 		(*ServerMessage_Command)(nil),
 		(*ServerMessage_HeartbeatAck)(nil),
 		(*ServerMessage_Renew)(nil),
+		(*ServerMessage_UsageAck)(nil),
 	}
+	file_toktra_agent_v1_agent_proto_msgTypes[18].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_toktra_agent_v1_agent_proto_rawDesc), len(file_toktra_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
