@@ -251,7 +251,7 @@ func TestCheckWriteOnce(t *testing.T) {
 	if err := versioned.store.CheckWriteOnce(ctx); !errors.Is(err, objectstore.ErrNotWriteOnce) {
 		t.Errorf("CheckWriteOnce(versioned bucket without object lock) = %v; want ErrNotWriteOnce", err)
 	}
-	missing, err := Open(ctx, Config{Bucket: "toktra-missing-" + randomHex(4), Region: gateway.region, Endpoint: gateway.endpoint, PathStyle: true, Credentials: credentialsProvider()})
+	missing, err := Open(ctx, Config{Bucket: "toktra-missing-bucket", Region: gateway.Region, Endpoint: gateway.Endpoint, PathStyle: true, Credentials: gateway.Credentials()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,11 +275,8 @@ func awsCLI(t *testing.T, args ...string) ([]byte, error) {
 			t.Fatalf("awscli not installed (apt-get install -y awscli): %v", err)
 		}
 	}
-	cmd := exec.Command(bin, append(args, "--endpoint-url", gateway.endpoint, "--output", "json")...)
-	cmd.Env = append(os.Environ(),
-		"AWS_ACCESS_KEY_ID="+gateway.access, "AWS_SECRET_ACCESS_KEY="+gateway.secret, "AWS_DEFAULT_REGION="+gateway.region,
-		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_PAGER=", "AWS_EC2_METADATA_DISABLED=true",
-	)
+	cmd := exec.Command(bin, append(args, "--endpoint-url", gateway.Endpoint, "--output", "json")...)
+	cmd.Env = append(os.Environ(), gateway.Env()...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -352,10 +349,10 @@ func TestAWSCLIReadsRetention(t *testing.T) {
 func TestOpenValidates(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	if _, err := Open(ctx, Config{Region: "us-east-1", Retention: objectstore.Period{Years: -1}, Credentials: credentialsProvider()}); err == nil {
+	if _, err := Open(ctx, Config{Region: "us-east-1", Retention: objectstore.Period{Years: -1}, Credentials: gateway.Credentials()}); err == nil {
 		t.Error("Open(retention -1y) = nil error; want an error")
 	}
-	st, err := Open(ctx, Config{Region: "eu-west-1", Credentials: credentialsProvider(), Clock: clock.Real{}})
+	st, err := Open(ctx, Config{Region: "eu-west-1", Credentials: gateway.Credentials(), Clock: clock.Real{}})
 	if err != nil {
 		t.Fatal(err)
 	}
