@@ -52,6 +52,7 @@ func NewServer(cfg Config) *Server {
 	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers, limits: cfg.Limits,
 		clock: cfg.Clock, log: cfg.Logger, mux: http.NewServeMux()}
 	s.routes()
+	s.mountEvidence(cfg.Evidence)
 	s.handler = s.limit(s.limits.Public, s.mux)
 	return s
 }
@@ -75,6 +76,8 @@ type Config struct {
 	Providers ProviderConfig
 	Clock     clock.Clock
 	Logger    *slog.Logger
+	// Evidence serves the local evidence store's presigned URLs (nil: S3).
+	Evidence http.Handler
 }
 
 func (s *Server) routes() {

@@ -25,6 +25,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -82,6 +83,12 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	}
 	if err := cfg.Retention.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Endpoint != "" {
+		u, err := url.Parse(cfg.Endpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("s3 endpoint %q: want an http:// or https:// URL", cfg.Endpoint)
+		}
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}

@@ -352,6 +352,11 @@ func TestOpenValidates(t *testing.T) {
 	if _, err := Open(ctx, Config{Region: "us-east-1", Retention: objectstore.Period{Years: -1}, Credentials: gateway.Credentials()}); err == nil {
 		t.Error("Open(retention -1y) = nil error; want an error")
 	}
+	for _, e := range []string{"ftp://host", "localhost:9000", "http://", "::"} {
+		if _, err := Open(ctx, Config{Region: "us-east-1", Endpoint: e, Credentials: gateway.Credentials()}); err == nil {
+			t.Errorf("Open(endpoint %q) = nil error; want an error", e)
+		}
+	}
 	st, err := Open(ctx, Config{Region: "eu-west-1", Credentials: gateway.Credentials(), Clock: clock.Real{}})
 	if err != nil {
 		t.Fatal(err)
