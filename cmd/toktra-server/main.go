@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/toktra/toktra/controlplane/objectstore"
 	"github.com/toktra/toktra/controlplane/ratelimit"
 	"github.com/toktra/toktra/controlplane/server"
 	"github.com/toktra/toktra/internal/logging"
@@ -61,6 +62,18 @@ func run(args []string, stdout, stderr io.Writer) error {
 	fs.DurationVar(&cfg.JobRescueAfter, "job-rescue-after", 0, "how long a step left running by a crashed replica waits before it is run again (default 90s; must exceed --job-timeout)")
 	fs.DurationVar(&cfg.UsageRetention, "usage-retention", 0, "how long LLM usage events are kept (default 9600h, 400 days; at least 2496h, the detector's 104 days)")
 	fs.DurationVar(&cfg.UsageInterval, "usage-interval", 0, "how often the providers' usage reports are ingested (default 1h)")
+	fs.StringVar(&cfg.Evidence.Store, "object-store", envOr("TOKTRA_OBJECT_STORE", server.EvidenceLocal), "where evidence is kept write-once: local (a directory in the data dir) or s3 (a bucket with Object Lock)")
+	fs.StringVar(&cfg.Evidence.S3Bucket, "s3-bucket", envOr("TOKTRA_S3_BUCKET", objectstore.DefaultBucket), "S3 bucket for evidence; must have Object Lock enabled")
+	fs.StringVar(&cfg.Evidence.S3Region, "s3-region", os.Getenv("TOKTRA_S3_REGION"), "the bucket's region (empty: AWS_REGION or the shared AWS config)")
+	fs.StringVar(&cfg.Evidence.S3Endpoint, "s3-endpoint", os.Getenv("TOKTRA_S3_ENDPOINT"), "S3 endpoint URL for S3-compatible servers (empty: AWS)")
+	fs.BoolVar(&cfg.Evidence.S3PathStyle, "s3-path-style", os.Getenv("TOKTRA_S3_PATH_STYLE") == "true", "address the bucket in the URL path (most S3-compatible servers)")
+	cfg.Evidence.Retention = objectstore.DefaultRetention
+	if v := os.Getenv("TOKTRA_EVIDENCE_RETENTION"); v != "" {
+		if err := cfg.Evidence.Retention.Set(v); err != nil {
+			return fmt.Errorf("TOKTRA_EVIDENCE_RETENTION: %w", err)
+		}
+	}
+	fs.Var(&cfg.Evidence.Retention, "evidence-retention", "how long evidence is locked at least: a `period` in years and days (7y, 3650d, 1y30d); an org's longer minimum wins")
 	trusted := fs.String("trusted-proxies", os.Getenv("TOKTRA_TRUSTED_PROXIES"), "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client")
 	tlsHosts := fs.String("tls-hosts", envOr("TOKTRA_TLS_HOSTS", defaultTLSHosts()), "comma-separated names and IPs the server certificate covers")
 	logFormat := fs.String("log-format", "auto", "log format: json, text or auto")

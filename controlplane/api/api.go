@@ -56,6 +56,7 @@ func NewServer(cfg Config) *Server {
 		clock: cfg.Clock, log: cfg.Logger, mux: http.NewServeMux()}
 	s.usage = cmp.Or(cfg.Usage, usage.NewService(cfg.Store))
 	s.routes()
+	s.mountEvidence(cfg.Evidence)
 	s.handler = s.limit(s.limits.Public, s.mux)
 	return s
 }
@@ -81,6 +82,8 @@ type Config struct {
 	Logger    *slog.Logger
 	// Usage answers the usage and anomaly routes; nil reads Store.
 	Usage *usage.Service
+	// Evidence serves the local evidence store's presigned URLs (nil: S3).
+	Evidence http.Handler
 }
 
 func (s *Server) routes() {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,6 +32,7 @@ import (
 	"github.com/toktra/toktra/controlplane/api"
 	"github.com/toktra/toktra/controlplane/fleet"
 	"github.com/toktra/toktra/controlplane/lockout"
+	"github.com/toktra/toktra/controlplane/objectstore"
 	"github.com/toktra/toktra/controlplane/pipeline"
 	"github.com/toktra/toktra/controlplane/ratelimit"
 	"github.com/toktra/toktra/controlplane/store"
@@ -74,8 +76,10 @@ type Config struct {
 	// TrustedProxies may name the client in X-Forwarded-For (rate limits,
 	// audit); empty trusts none.
 	TrustedProxies []netip.Prefix
-	Logger         *slog.Logger
-	Clock          clock.Clock
+	// Evidence says where evidence is stored write-once.
+	Evidence EvidenceConfig
+	Logger   *slog.Logger
+	Clock    clock.Clock
 }
 
 // Server is an assembled control plane.
@@ -88,6 +92,7 @@ type Server struct {
 	fleet    *fleet.Service
 	lockout  *lockout.Service
 	pipeline *pipeline.Pipeline
+	objects  objectstore.Store
 	api      *api.Server
 	reg      *prometheus.Registry
 }
@@ -133,6 +138,11 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	objects, evidenceHandler, err := openObjectStore(ctx, cfg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	provOpts := providerOptions(cfg.Logger, cfg.Clock)
 	ingester, err := usage.NewIngester(usage.IngestConfig{
 		Store: st, Open: usageReader(sealer, provOpts), Clock: cfg.Clock, Logger: cfg.Logger,
@@ -158,9 +168,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
-		cfg: cfg, log: cfg.Logger, store: st, ca: ca, keys: keys, fleet: fl, lockout: lo, pipeline: pl,
+		cfg: cfg, log: cfg.Logger, store: st, ca: ca, keys: keys, fleet: fl, lockout: lo, pipeline: pl, objects: objects,
 		api: api.NewServer(api.Config{
-			Store: st, Lockouts: lo, Fleet: fl, Clock: cfg.Clock, Logger: cfg.Logger, Limits: limits, Usage: usage.NewService(st),
+			Store: st, Lockouts: lo, Fleet: fl, Clock: cfg.Clock, Logger: cfg.Logger, Limits: limits, Usage: usage.NewService(st), Evidence: evidenceHandler,
 			Providers: api.ProviderConfig{Sealer: sealer, Options: provOpts, AllowBaseURL: cfg.AllowProviderBaseURL},
 		}),
 		reg: reg,
@@ -205,8 +215,13 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	return st, nil
 }
 
-// Close releases the store.
-func (s *Server) Close() error { return s.store.Close() }
+// Close releases the store and the evidence directory.
+func (s *Server) Close() error {
+	if c, ok := s.objects.(io.Closer); ok {
+		c.Close()
+	}
+	return s.store.Close()
+}
 
 // CAPin is the pin agents are given to trust this control plane at enrollment.
 func (s *Server) CAPin() string { return s.ca.Pin() }
@@ -303,6 +318,9 @@ type Addrs struct {
 func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if err := s.checkEvidenceStore(ctx); err != nil {
+		return err
+	}
 	if err := s.fleet.Start(ctx); err != nil {
 		return err
 	}
