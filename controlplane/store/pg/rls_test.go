@@ -147,6 +147,7 @@ func seed(t *testing.T, s store.Store, name string) seeded {
 	must("PutProviderConnection", err)
 	_, err = s.AppendAudit(ctx, store.AppendAuditParams{OrgID: org.ID, At: now, Actor: "test", Action: "test.seed", Target: store.AuditTarget{Type: "orgs", ID: org.ID}})
 	must("AppendAudit", err)
+	seedTriggers(t, s, org.ID, name, u.ID, l.ID, now)
 	return sd
 }
 
@@ -666,7 +667,7 @@ func TestRLSCatalog(t *testing.T) {
 			ELSE 'ok' END
 		FROM pg_proc p
 		WHERE p.pronamespace = 'public'::regnamespace
-			AND p.proname IN ('api_key_by_hash', 'enrollment_secret_by_hash', 'count_commands_by_state')
+			AND p.proname IN ('api_key_by_hash', 'enrollment_secret_by_hash', 'count_commands_by_state', 'trigger_hook_org', 'trigger_poll_schedules')
 		ORDER BY 1`, appRole)
 	if err != nil {
 		t.Fatal(err)
@@ -675,7 +676,7 @@ func TestRLSCatalog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"api_key_by_hash: ok", "count_commands_by_state: ok", "enrollment_secret_by_hash: ok"}
+	want := []string{"api_key_by_hash: ok", "count_commands_by_state: ok", "enrollment_secret_by_hash: ok", "trigger_hook_org: ok", "trigger_poll_schedules: ok"}
 	if !slices.Equal(funcs, want) {
 		t.Errorf("definer functions = %q; want %q", funcs, want)
 	}
