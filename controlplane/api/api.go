@@ -22,6 +22,7 @@ import (
 	"github.com/toktra/toktra/controlplane/lockout"
 	"github.com/toktra/toktra/controlplane/ratelimit"
 	"github.com/toktra/toktra/controlplane/store"
+	"github.com/toktra/toktra/controlplane/triggers"
 	"github.com/toktra/toktra/controlplane/usage"
 	"github.com/toktra/toktra/internal/clock"
 )
@@ -40,11 +41,14 @@ type Server struct {
 	lockout   *lockout.Service
 	fleet     *fleet.Service
 	providers ProviderConfig
-	limits    RateLimits
-	clock     clock.Clock
-	log       *slog.Logger
-	mux       *http.ServeMux
-	handler   http.Handler
+	triggers  *triggers.Service
+	// publicBase is the server's URL as webhooks reach it (see triggers.go).
+	publicBase string
+	limits     RateLimits
+	clock      clock.Clock
+	log        *slog.Logger
+	mux        *http.ServeMux
+	handler    http.Handler
 	// patterns lists every authenticated route, for the cross-tenant tests.
 	patterns []string
 	usage    *usage.Service
@@ -53,7 +57,7 @@ type Server struct {
 // NewServer returns the admin API handler.
 func NewServer(cfg Config) *Server {
 	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers, limits: cfg.Limits,
-		clock: cfg.Clock, log: cfg.Logger, mux: http.NewServeMux()}
+		clock: cfg.Clock, log: cfg.Logger, mux: http.NewServeMux(), triggers: cfg.Triggers, publicBase: cfg.PublicURL}
 	s.usage = cmp.Or(cfg.Usage, usage.NewService(cfg.Store))
 	s.routes()
 	s.mountEvidence(cfg.Evidence)
@@ -69,6 +73,8 @@ type RateLimits struct {
 	Admin *ratelimit.Limiter
 	// TrustedProxies may name the client in X-Forwarded-For.
 	TrustedProxies []netip.Prefix
+	// Webhook applies, in addition to Public, per webhook (hook id).
+	Webhook *ratelimit.Limiter
 }
 
 // Config wires the admin API.
@@ -78,6 +84,12 @@ type Config struct {
 	Lockouts  *lockout.Service
 	Fleet     *fleet.Service
 	Providers ProviderConfig
+	// Triggers receives Okta's and BambooHR's webhooks and keeps the HR
+	// integrations; nil serves none of their routes.
+	Triggers *triggers.Service
+	// PublicURL is the server's URL as Okta and BambooHR reach it, for the
+	// webhook URLs shown to admins (default: the request's host, https).
+	PublicURL string
 	Clock     clock.Clock
 	Logger    *slog.Logger
 	// Usage answers the usage and anomaly routes; nil reads Store.
@@ -111,6 +123,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/audit-log", store.ScopeReadOnly, s.listAuditLog)
 	s.handle("GET /v1/users/{id}/usage", store.ScopeReadOnly, s.getUserUsage)
 	s.handle("GET /v1/users/{id}/anomalies", store.ScopeReadOnly, s.getUserAnomalies)
+	s.triggerRoutes()
 	s.mux.HandleFunc("GET /v1/openapi.json", s.serveOpenAPI)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint"})

@@ -28,6 +28,7 @@ import (
 	"github.com/toktra/toktra/controlplane/secrets"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/store/sqlite"
+	"github.com/toktra/toktra/controlplane/triggers/bamboohr/bamboohrtest"
 	"github.com/toktra/toktra/internal/clock"
 	"github.com/toktra/toktra/pki"
 )
@@ -51,6 +52,8 @@ type apiFixture struct {
 	a, b tenant
 	ctx  context.Context
 	http *http.Client
+	// bamboo is the fake BambooHR API the triggers call (triggers_test.go).
+	bamboo *bamboohrtest.Server
 }
 
 func setup(t *testing.T) *apiFixture {
@@ -83,8 +86,9 @@ func setup(t *testing.T) *apiFixture {
 	pl := newPipeline(t, st, issuer, sealer, clk, log)
 	lo := lockout.NewService(st, issuer, pl, clk, log)
 	f := &apiFixture{st: st, clk: clk, ctx: ctx}
+	trig := f.newTriggers(t, st, lo, sealer, clk, log)
 	f.api = NewServer(Config{
-		Store: st, Lockouts: lo, Fleet: fl, Clock: clk, Logger: log,
+		Store: st, Lockouts: lo, Fleet: fl, Clock: clk, Logger: log, Triggers: trig,
 		Providers: ProviderConfig{Sealer: sealer, Options: providers.Options{Clock: clk, Logger: log}, AllowBaseURL: true},
 	})
 	f.srv = httptest.NewServer(f.api)
@@ -180,6 +184,7 @@ func TestCrossTenant(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	a := f.a
+	at := f.triggerTenant(t, a)
 	cases := []struct {
 		pattern string
 		method  string
@@ -215,6 +220,17 @@ func TestCrossTenant(t *testing.T) {
 		{"DELETE /v1/providers/{name}", "DELETE", "/v1/providers/openai", "", 404},
 		{"GET /v1/users/{id}/usage", "GET", "/v1/users/" + a.user.ID + "/usage", "", 404},
 		{"GET /v1/users/{id}/anomalies", "GET", "/v1/users/" + a.user.ID + "/anomalies", "", 404},
+		// B's own integrations, made and removed; A's untouched (below).
+		{"GET /v1/integrations/okta", "GET", "/v1/integrations/okta", "", 404},
+		{"PUT /v1/integrations/okta", "PUT", "/v1/integrations/okta", `{}`, 201},
+		{"POST /v1/integrations/okta/rotate-secret", "POST", "/v1/integrations/okta/rotate-secret", "", 200},
+		{"DELETE /v1/integrations/okta", "DELETE", "/v1/integrations/okta", "", 204},
+		{"GET /v1/hris/config", "GET", "/v1/hris/config", "", 404},
+		{"PUT /v1/hris/config", "PUT", "/v1/hris/config", `{"provider":"bamboohr","subdomain":"bco","api_key":"b-key-0000000000","webhook_secret":"b-secret-000000000"}`, 200},
+		{"DELETE /v1/hris/config", "DELETE", "/v1/hris/config", "", 204},
+		{"GET /v1/triggers", "GET", "/v1/triggers", "", 200},
+		{"GET /v1/triggers/{id}", "GET", "/v1/triggers/" + at.eventID, "", 404},
+		{"POST /v1/triggers/{id}/retry", "POST", "/v1/triggers/" + at.eventID + "/retry", "", 404},
 	}
 	aConn, err := f.st.PutProviderConnection(f.ctx, store.PutProviderConnectionParams{
 		OrgID: a.org.ID, Provider: "openai", SealedKey: []byte("sealed"), KeyHint: "sk-...aaaa", At: f.clk.Now(), ValidatedAt: f.clk.Now(),
@@ -230,7 +246,7 @@ func TestCrossTenant(t *testing.T) {
 		if code != tc.wantStatus {
 			t.Errorf("org B: %s %s = %d; want %d", tc.method, tc.path, code, tc.wantStatus)
 		}
-		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID} {
+		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID, at.oktaHook, at.bambooHook, at.eventID} {
 			if bytes.Contains(raw, []byte(id)) {
 				t.Errorf("org B: %s %s leaks org A's %q: %s", tc.method, tc.path, id, raw)
 			}
@@ -266,6 +282,7 @@ func TestCrossTenant(t *testing.T) {
 	if err != nil || len(cmds) != 1 || cmds[0].Kind != store.CommandLock {
 		t.Errorf("org A's commands after org B's calls: %+v, %v; want the one lock", cmds, err)
 	}
+	at.checkUntouched(t, f)
 }
 
 func TestAuthentication(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/toktra/toktra/controlplane/lockout"
 	"github.com/toktra/toktra/controlplane/store"
+	"github.com/toktra/toktra/controlplane/triggers"
 )
 
 // Stable error codes. Clients match on these, never on messages.
@@ -38,7 +39,10 @@ func invalid(msg string) *Error {
 
 // toAPIError maps any error to its API form, in one place.
 func toAPIError(err error) *Error {
-	var ae *Error
+	var (
+		ae *Error
+		ie *triggers.InvalidError
+	)
 	switch {
 	case errors.As(err, &ae):
 		return ae
@@ -48,6 +52,8 @@ func toAPIError(err error) *Error {
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Message: "conflicts with the current state"}
 	case errors.Is(err, store.ErrInvalidCursor):
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidArgument, Message: "cursor: not a cursor this API returned"}
+	case errors.As(err, &ie):
+		return invalid(ie.Msg)
 	case errors.Is(err, lockout.ErrUnknownUser):
 		return &Error{Status: http.StatusNotFound, Code: CodeUnknownUser, Message: "no user with that email in this organization"}
 	default:

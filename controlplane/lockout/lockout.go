@@ -71,32 +71,50 @@ func (s *Service) LockUser(ctx context.Context, orgID, email, trigger string, ev
 		created bool
 	)
 	err = s.store.InTx(ctx, func(st store.Store, tx any) error {
-		now := s.clock.Now()
 		var err error
-		l, created, err = st.CreateLockout(ctx, store.CreateLockoutParams{OrgID: orgID, UserID: user.ID, Trigger: trigger, CreatedAt: now})
-		if err != nil {
-			return fmt.Errorf("opening lockout for user %s: %w", user.ID, err)
-		}
-		if err := st.AddLockoutTrigger(ctx, store.AddLockoutTriggerParams{OrgID: orgID, LockoutID: l.ID, Source: trigger, Evidence: evidence, At: now}); err != nil {
-			return fmt.Errorf("recording trigger of lockout %s: %w", l.ID, err)
-		}
-		if !created {
-			return nil
-		}
-		return s.pipeline.Begin(ctx, st, tx, l)
+		l, created, err = s.LockUserTx(ctx, st, tx, user, trigger, evidence)
+		return err
 	})
 	if err != nil {
 		return Result{}, err
 	}
-	if created {
-		s.pipeline.Committed(l)
-		s.log.Info("user locked out", "org", orgID, "lockout", l.ID, "user", user.ID, "trigger", trigger)
-	} else {
-		s.log.Info("lockout already open; trigger recorded", "org", orgID, "lockout", l.ID, "trigger", trigger)
-	}
+	s.Started(l, created)
 	res, err := s.Get(ctx, orgID, l.ID)
 	res.Created = created
 	return res, err
+}
+
+// LockUserTx opens a lockout for the user and starts its pipeline, or,
+// when the user already has an open lockout, records the new trigger on
+// it, inside the caller's transaction (st and tx as InTx gives them), so a
+// trigger can record its own progress in the same commit. Once that
+// transaction has committed, the caller must call Started.
+func (s *Service) LockUserTx(ctx context.Context, st store.Store, tx any, user store.User, trigger string, evidence json.RawMessage) (l store.Lockout, created bool, err error) {
+	now := s.clock.Now()
+	l, created, err = st.CreateLockout(ctx, store.CreateLockoutParams{OrgID: user.OrgID, UserID: user.ID, Trigger: trigger, CreatedAt: now})
+	if err != nil {
+		return store.Lockout{}, false, fmt.Errorf("opening lockout for user %s: %w", user.ID, err)
+	}
+	if err := st.AddLockoutTrigger(ctx, store.AddLockoutTriggerParams{OrgID: user.OrgID, LockoutID: l.ID, Source: trigger, Evidence: evidence, At: now}); err != nil {
+		return store.Lockout{}, false, fmt.Errorf("recording trigger of lockout %s: %w", l.ID, err)
+	}
+	if created {
+		if err := s.pipeline.Begin(ctx, st, tx, l); err != nil {
+			return store.Lockout{}, false, err
+		}
+	}
+	return l, created, nil
+}
+
+// Started is told that a LockUserTx's transaction committed: a new
+// lockout's pipeline is told too.
+func (s *Service) Started(l store.Lockout, created bool) {
+	if created {
+		s.pipeline.Committed(l)
+		s.log.Info("user locked out", "org", l.OrgID, "lockout", l.ID, "user", l.UserID, "trigger", l.Trigger)
+	} else {
+		s.log.Info("lockout already open; trigger recorded", "org", l.OrgID, "lockout", l.ID)
+	}
 }
 
 // Override closes an open lockout and sends each of the user's devices a

@@ -38,6 +38,7 @@ import (
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/store/pg"
 	"github.com/toktra/toktra/controlplane/store/sqlite"
+	"github.com/toktra/toktra/controlplane/triggers"
 	"github.com/toktra/toktra/controlplane/usage"
 	"github.com/toktra/toktra/internal/clock"
 	"github.com/toktra/toktra/pki"
@@ -65,6 +66,13 @@ type Config struct {
 	// AllowProviderBaseURL lets admins point a provider connection at
 	// another API root (tests, gateways); off in production.
 	AllowProviderBaseURL bool
+	// PublicURL is the admin API's URL as Okta and BambooHR reach it (for
+	// the webhook URLs shown to admins); empty uses the request's host.
+	PublicURL string
+	// AllowAnyHRISURL lets Workday URLs use http and any host (tests).
+	AllowAnyHRISURL bool
+	// BambooHRBaseURL replaces BambooHR's API root (tests).
+	BambooHRBaseURL string
 	// JobTimeout and JobRescueAfter tune the lockout pipeline's jobs: how
 	// long one attempt may run, and how long a job left running by a
 	// crashed process waits before another picks it up (zero: defaults).
@@ -93,6 +101,7 @@ type Server struct {
 	lockout  *lockout.Service
 	pipeline *pipeline.Pipeline
 	objects  objectstore.Store
+	triggers *triggers.Service
 	api      *api.Server
 	reg      *prometheus.Registry
 }
@@ -162,15 +171,25 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	lo := lockout.NewService(st, issuer, pl, cfg.Clock, cfg.Logger)
+	trig, err := openTriggers(st, triggers.Config{
+		Store: st, Lockouts: lo, Sealer: sealer, Clock: cfg.Clock, Logger: cfg.Logger,
+		BambooHRBaseURL: cfg.BambooHRBaseURL, AllowAnyHRISURL: cfg.AllowAnyHRISURL,
+		JobTimeout: cfg.JobTimeout, RescueAfter: cfg.JobRescueAfter,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	limits, err := rateLimits(cfg)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
 	return &Server{
-		cfg: cfg, log: cfg.Logger, store: st, ca: ca, keys: keys, fleet: fl, lockout: lo, pipeline: pl, objects: objects,
+		cfg: cfg, log: cfg.Logger, store: st, ca: ca, keys: keys, fleet: fl, lockout: lo, pipeline: pl, objects: objects, triggers: trig,
 		api: api.NewServer(api.Config{
 			Store: st, Lockouts: lo, Fleet: fl, Clock: cfg.Clock, Logger: cfg.Logger, Limits: limits, Usage: usage.NewService(st), Evidence: evidenceHandler,
+			Triggers: trig, PublicURL: cfg.PublicURL,
 			Providers: api.ProviderConfig{Sealer: sealer, Options: provOpts, AllowBaseURL: cfg.AllowProviderBaseURL},
 		}),
 		reg: reg,
@@ -193,6 +212,18 @@ func openPipeline(ctx context.Context, st store.Store, cfg pipeline.Config) (*pi
 			return nil, err
 		}
 		return pipeline.New(driver, cfg)
+	}
+	return nil, fmt.Errorf("no job queue for store %T", st)
+}
+
+// openTriggers builds the triggers' job client on the store's database,
+// whose job queue tables openPipeline migrated.
+func openTriggers(st store.Store, cfg triggers.Config) (*triggers.Service, error) {
+	switch st := st.(type) {
+	case *pg.Store:
+		return triggers.New(riverpgxv5.New(st.Pool()), cfg)
+	case *sqlite.Store:
+		return triggers.New(riversqlite.New(st.WriterDB()), cfg)
 	}
 	return nil, fmt.Errorf("no job queue for store %T", st)
 }
@@ -334,6 +365,16 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 			s.log.Warn("stopping the lockout pipeline", "err", err)
 		}
 	}()
+	if err := s.triggers.Start(ctx); err != nil {
+		return fmt.Errorf("starting the triggers: %w", err)
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := s.triggers.Stop(stopCtx); err != nil {
+			s.log.Warn("stopping the triggers", "err", err)
+		}
+	}()
 	serverCert, err := s.ca.IssueServerCert(s.cfg.TLSHosts, s.cfg.Clock.Now(), 90*24*time.Hour)
 	if err != nil {
 		return fmt.Errorf("issuing server certificate: %w", err)
@@ -448,5 +489,11 @@ func rateLimits(cfg Config) (api.RateLimits, error) {
 	if err != nil {
 		return api.RateLimits{}, err
 	}
-	return api.RateLimits{Public: public, Admin: admin, TrustedProxies: cfg.TrustedProxies}, nil
+	// Per webhook (hook id): Okta allows an org about 400,000 deliveries a
+	// day, some 1,400 per 5 minutes.
+	webhook, err := ratelimit.New(ratelimit.Config{Limit: 3000, Window: ratelimit.DefaultWindow, Clock: cfg.Clock, Logger: cfg.Logger})
+	if err != nil {
+		return api.RateLimits{}, err
+	}
+	return api.RateLimits{Public: public, Admin: admin, Webhook: webhook, TrustedProxies: cfg.TrustedProxies}, nil
 }

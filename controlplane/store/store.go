@@ -40,6 +40,7 @@ type Store interface {
 	AuditLog
 	SnapshotStore
 	UsageStore
+	TriggerStore
 
 	CreateOrg(ctx context.Context, p CreateOrgParams) (Org, error)
 	GetOrg(ctx context.Context, orgID string) (Org, error)

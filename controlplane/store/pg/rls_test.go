@@ -157,6 +157,7 @@ func seed(t *testing.T, s store.Store, name string) seeded {
 	_, _, err = s.PutSnapshot(ctx, store.PutSnapshotParams{OrgID: org.ID, LockoutID: l.ID, ID: store.NewID("snap"), PDF: []byte("%PDF"),
 		SHA256: make([]byte, 32), TimestampToken: []byte("tst"), At: now})
 	must("PutSnapshot", err)
+	seedTriggers(t, s, org.ID, name, u.ID, l.ID, now)
 	return sd
 }
 
@@ -677,7 +678,7 @@ func TestRLSCatalog(t *testing.T) {
 		FROM pg_proc p
 		WHERE p.pronamespace = 'public'::regnamespace
 			AND p.proname IN ('api_key_by_hash', 'enrollment_secret_by_hash', 'count_commands_by_state',
-				'delete_usage_before', 'usage_sources')
+				'delete_usage_before', 'usage_sources', 'trigger_hook_org', 'trigger_poll_schedules')
 		ORDER BY 1`, appRole)
 	if err != nil {
 		t.Fatal(err)
@@ -687,7 +688,7 @@ func TestRLSCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"api_key_by_hash: ok", "count_commands_by_state: ok", "delete_usage_before: ok",
-		"enrollment_secret_by_hash: ok", "usage_sources: ok"}
+		"enrollment_secret_by_hash: ok", "trigger_hook_org: ok", "trigger_poll_schedules: ok", "usage_sources: ok"}
 	if !slices.Equal(funcs, want) {
 		t.Errorf("definer functions = %q; want %q", funcs, want)
 	}

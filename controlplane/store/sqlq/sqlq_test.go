@@ -103,8 +103,8 @@ func TestLoadMigrationsErrors(t *testing.T) {
 		files map[string]string
 		want  string
 	}{
-		{"gap", map[string]string{"001_a.up.sql": "x", "003_c.up.sql": "x"}, "expected version 2"},
-		{"repeat", map[string]string{"001_a.up.sql": "x", "001_b.up.sql": "x"}, "expected version 2"},
+		{"repeat", map[string]string{"001_a.up.sql": "x", "001_b.up.sql": "x"}, "version repeated"},
+		{"zero", map[string]string{"000_a.up.sql": "x"}, "below 1"},
 		{"bad name", map[string]string{"001_a.sql": "x"}, "name must look like"},
 		{"empty", map[string]string{"001_a.up.sql": " \n"}, "is empty"},
 		{"none", map[string]string{}, "no migrations"},
@@ -121,5 +121,19 @@ func TestLoadMigrationsErrors(t *testing.T) {
 				t.Errorf("LoadMigrations(%v) error = %v; want it to contain %q", tt.files, err, tt.want)
 			}
 		})
+	}
+}
+
+// Numbers are handed out to changes made in parallel: a gap loads, in order.
+func TestLoadMigrationsGap(t *testing.T) {
+	t.Parallel()
+	fsys := fstest.MapFS{
+		"m":                  {Mode: fs.ModeDir | 0o755},
+		"m/009_later.up.sql": {Data: []byte("SELECT 9;")},
+		"m/001_first.up.sql": {Data: []byte("SELECT 1;")},
+	}
+	ms, err := LoadMigrations(fsys, "m")
+	if err != nil || len(ms) != 2 || ms[0].Version != 1 || ms[1].Version != 9 {
+		t.Errorf("LoadMigrations(1 and 9) = %+v, %v; want both, in order", ms, err)
 	}
 }
