@@ -45,6 +45,8 @@ type Server struct {
 	handler   http.Handler
 	// patterns lists every authenticated route, for the cross-tenant tests.
 	patterns []string
+	// scimLocks serializes SCIM changes per user (scim.go).
+	scimLocks keyedMutex
 }
 
 // NewServer returns the admin API handler.
@@ -64,6 +66,8 @@ type RateLimits struct {
 	Admin *ratelimit.Limiter
 	// TrustedProxies may name the client in X-Forwarded-For.
 	TrustedProxies []netip.Prefix
+	// SCIM applies, in addition, to SCIM requests, per org (scim.go).
+	SCIM *ratelimit.Limiter
 }
 
 // Config wires the admin API.
@@ -100,6 +104,7 @@ func (s *Server) routes() {
 	s.handle("PUT /v1/providers/{name}", store.ScopeAdmin, s.putProvider)
 	s.handle("DELETE /v1/providers/{name}", store.ScopeAdmin, s.deleteProvider)
 	s.handle("GET /v1/audit-log", store.ScopeReadOnly, s.listAuditLog)
+	s.scimRoutes()
 	s.mux.HandleFunc("GET /v1/openapi.json", s.serveOpenAPI)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint"})
@@ -115,6 +120,10 @@ func (s *Server) limit(l *ratelimit.Limiter, next http.Handler) http.Handler {
 		return next
 	}
 	return ratelimit.Middleware(l, s.limits.TrustedProxies, func(w http.ResponseWriter, r *http.Request, retryAfter time.Duration) {
+		if strings.HasPrefix(r.URL.Path, scimPrefix) {
+			writeSCIMError(w, scimStatus(http.StatusTooManyRequests, fmt.Sprintf("too many requests from this address; retry in %s", retryAfter.Round(time.Second))))
+			return
+		}
 		writeError(w, &Error{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
 			Message: fmt.Sprintf("too many requests from this address; retry in %s", retryAfter.Round(time.Second))})
 	})(next)

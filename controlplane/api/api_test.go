@@ -213,7 +213,13 @@ func TestCrossTenant(t *testing.T) {
 		// reachable here) and must not touch A's.
 		{"PUT /v1/providers/{name}", "PUT", "/v1/providers/openai", `{"admin_key":"sk-b-key-0000000000000000","base_url":"http://127.0.0.1:1/v1"}`, 400},
 		{"DELETE /v1/providers/{name}", "DELETE", "/v1/providers/openai", "", 404},
+		{"GET /v1/scim/users", "GET", "/v1/scim/users?include_deleted=true", "", 200},
+		{"GET /v1/scim/config", "GET", "/v1/scim/config", "", 200},
+		{"POST /v1/scim/token", "POST", "/v1/scim/token", "", 201},
+		{"DELETE /v1/scim/token", "DELETE", "/v1/scim/token", "", 204},
 	}
+	aSCIM := f.scimToken(t, a)
+	aSCIMUser := f.scim(t, aSCIM, "POST", "/Users", `{"userName":"`+a.user.Email+`"}`).id()
 	aConn, err := f.st.PutProviderConnection(f.ctx, store.PutProviderConnectionParams{
 		OrgID: a.org.ID, Provider: "openai", SealedKey: []byte("sealed"), KeyHint: "sk-...aaaa", At: f.clk.Now(), ValidatedAt: f.clk.Now(),
 	})
@@ -228,7 +234,7 @@ func TestCrossTenant(t *testing.T) {
 		if code != tc.wantStatus {
 			t.Errorf("org B: %s %s = %d; want %d", tc.method, tc.path, code, tc.wantStatus)
 		}
-		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID} {
+		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID, aSCIMUser, aSCIM} {
 			if bytes.Contains(raw, []byte(id)) {
 				t.Errorf("org B: %s %s leaks org A's %q: %s", tc.method, tc.path, id, raw)
 			}
@@ -263,6 +269,9 @@ func TestCrossTenant(t *testing.T) {
 	cmds, err := f.st.ListCommandsByLockout(f.ctx, a.org.ID, a.lockoutID)
 	if err != nil || len(cmds) != 1 || cmds[0].Kind != store.CommandLock {
 		t.Errorf("org A's commands after org B's calls: %+v, %v; want the one lock", cmds, err)
+	}
+	if r := f.scim(t, aSCIM, "GET", "/Users/"+aSCIMUser, ""); r.status != 200 {
+		t.Errorf("org A's SCIM token and user after org B's calls: GET = %d; want 200", r.status)
 	}
 }
 
