@@ -8,9 +8,11 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/toktra/toktra/controlplane/ratelimit"
 	"github.com/toktra/toktra/controlplane/scim"
 	"github.com/toktra/toktra/controlplane/store"
 )
@@ -789,5 +791,56 @@ func TestSCIMConfig(t *testing.T) {
 	}
 	if code := f.do(t, f.a.adminKey, "DELETE", "/v1/scim/token", "", &e); code != 404 {
 		t.Errorf("DELETE /v1/scim/token again = %d; want 404", code)
+	}
+}
+
+// Identical deactivations racing each other start one lockout with one
+// trigger.
+func TestSCIMConcurrentDeactivations(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	tok := f.scimToken(t, f.a)
+	email := "racer@a.example"
+	id := f.scim(t, tok, "POST", "/Users", `{"userName":"`+email+`"}`).id()
+	deactivate := `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[{"op":"replace","value":{"active":false}}]}`
+	var wg sync.WaitGroup
+	statuses := make([]int, 6)
+	for i := range statuses {
+		wg.Go(func() { statuses[i] = f.scim(t, tok, "PATCH", "/Users/"+id, deactivate).status })
+	}
+	wg.Wait()
+	for i, s := range statuses {
+		if s != 200 {
+			t.Errorf("concurrent PATCH %d = %d; want 200", i, s)
+		}
+	}
+	f.wantLockouts(t, f.a.org.ID, email, 1, 1)
+}
+
+// SCIM requests are limited per org, answered in SCIM's error format.
+func TestSCIMRateLimitPerOrg(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	lim, err := ratelimit.New(ratelimit.Config{Limit: 3, Window: time.Minute, Clock: f.clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.api.limits.SCIM = lim
+	tokA, tokB := f.scimToken(t, f.a), f.scimToken(t, f.b)
+	for i := range 3 {
+		if r := f.scim(t, tokA, "GET", "/Users", ""); r.status != 200 {
+			t.Fatalf("request %d = %d; want 200", i, r.status)
+		}
+	}
+	r := f.scim(t, tokA, "GET", "/Users", "")
+	if r.status != 429 || r.header.Get("Retry-After") == "" {
+		t.Errorf("4th request = %d (Retry-After %q); want 429 with Retry-After", r.status, r.header.Get("Retry-After"))
+	}
+	if r := f.scim(t, tokB, "GET", "/Users", ""); r.status != 200 {
+		t.Errorf("org B after org A was limited = %d; want 200", r.status)
+	}
+	f.clk.Advance(time.Minute)
+	if r := f.scim(t, tokA, "GET", "/Users", ""); r.status != 200 {
+		t.Errorf("org A after the window = %d; want 200", r.status)
 	}
 }
