@@ -52,6 +52,8 @@ type Server struct {
 	// patterns lists every authenticated route, for the cross-tenant tests.
 	patterns []string
 	usage    *usage.Service
+	// scimLocks serializes SCIM changes per user (scim.go).
+	scimLocks keyedMutex
 }
 
 // NewServer returns the admin API handler.
@@ -75,6 +77,8 @@ type RateLimits struct {
 	TrustedProxies []netip.Prefix
 	// Webhook applies, in addition to Public, per webhook (hook id).
 	Webhook *ratelimit.Limiter
+	// SCIM applies, in addition, to SCIM requests, per org (scim.go).
+	SCIM *ratelimit.Limiter
 }
 
 // Config wires the admin API.
@@ -124,6 +128,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/users/{id}/usage", store.ScopeReadOnly, s.getUserUsage)
 	s.handle("GET /v1/users/{id}/anomalies", store.ScopeReadOnly, s.getUserAnomalies)
 	s.triggerRoutes()
+	s.scimRoutes()
 	s.mux.HandleFunc("GET /v1/openapi.json", s.serveOpenAPI)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint"})
@@ -139,6 +144,10 @@ func (s *Server) limit(l *ratelimit.Limiter, next http.Handler) http.Handler {
 		return next
 	}
 	return ratelimit.Middleware(l, s.limits.TrustedProxies, func(w http.ResponseWriter, r *http.Request, retryAfter time.Duration) {
+		if strings.HasPrefix(r.URL.Path, scimPrefix) {
+			writeSCIMError(w, scimStatus(http.StatusTooManyRequests, fmt.Sprintf("too many requests from this address; retry in %s", retryAfter.Round(time.Second))))
+			return
+		}
 		writeError(w, &Error{Status: http.StatusTooManyRequests, Code: CodeRateLimited,
 			Message: fmt.Sprintf("too many requests from this address; retry in %s", retryAfter.Round(time.Second))})
 	})(next)

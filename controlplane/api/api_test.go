@@ -231,7 +231,13 @@ func TestCrossTenant(t *testing.T) {
 		{"GET /v1/triggers", "GET", "/v1/triggers", "", 200},
 		{"GET /v1/triggers/{id}", "GET", "/v1/triggers/" + at.eventID, "", 404},
 		{"POST /v1/triggers/{id}/retry", "POST", "/v1/triggers/" + at.eventID + "/retry", "", 404},
+		{"GET /v1/scim/users", "GET", "/v1/scim/users?include_deleted=true", "", 200},
+		{"GET /v1/scim/config", "GET", "/v1/scim/config", "", 200},
+		{"POST /v1/scim/token", "POST", "/v1/scim/token", "", 201},
+		{"DELETE /v1/scim/token", "DELETE", "/v1/scim/token", "", 204},
 	}
+	aSCIM := f.scimToken(t, a)
+	aSCIMUser := f.scim(t, aSCIM, "POST", "/Users", `{"userName":"`+a.user.Email+`"}`).id()
 	aConn, err := f.st.PutProviderConnection(f.ctx, store.PutProviderConnectionParams{
 		OrgID: a.org.ID, Provider: "openai", SealedKey: []byte("sealed"), KeyHint: "sk-...aaaa", At: f.clk.Now(), ValidatedAt: f.clk.Now(),
 	})
@@ -246,7 +252,7 @@ func TestCrossTenant(t *testing.T) {
 		if code != tc.wantStatus {
 			t.Errorf("org B: %s %s = %d; want %d", tc.method, tc.path, code, tc.wantStatus)
 		}
-		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID, at.oktaHook, at.bambooHook, at.eventID} {
+		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID, at.oktaHook, at.bambooHook, at.eventID, aSCIMUser, aSCIM} {
 			if bytes.Contains(raw, []byte(id)) {
 				t.Errorf("org B: %s %s leaks org A's %q: %s", tc.method, tc.path, id, raw)
 			}
@@ -283,6 +289,9 @@ func TestCrossTenant(t *testing.T) {
 		t.Errorf("org A's commands after org B's calls: %+v, %v; want the one lock", cmds, err)
 	}
 	at.checkUntouched(t, f)
+	if r := f.scim(t, aSCIM, "GET", "/Users/"+aSCIMUser, ""); r.status != 200 {
+		t.Errorf("org A's SCIM token and user after org B's calls: GET = %d; want 200", r.status)
+	}
 }
 
 func TestAuthentication(t *testing.T) {

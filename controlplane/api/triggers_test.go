@@ -155,8 +155,8 @@ func (f *apiFixture) waitEvents(t *testing.T, key, query, what string, cond func
 	}
 }
 
-// lockoutsOf counts the user's lockouts in the store.
-func (f *apiFixture) lockoutsOf(t *testing.T, orgID, email string) []store.Lockout {
+// userLockouts returns the user's lockouts in the store.
+func (f *apiFixture) userLockouts(t *testing.T, orgID, email string) []store.Lockout {
 	t.Helper()
 	u, err := f.st.GetUserByEmail(f.ctx, orgID, email)
 	if err != nil {
@@ -324,7 +324,7 @@ func TestOktaEventHook(t *testing.T) {
 			t.Errorf("delivery (%s) = %d %q; want %d %q", c.name, code, ecode, c.want, c.code)
 		}
 	}
-	if n := len(f.lockoutsOf(t, a.org.ID, dana.Email)); n != 0 {
+	if n := len(f.userLockouts(t, a.org.ID, dana.Email)); n != 0 {
 		t.Fatalf("lockouts of dana after refused deliveries = %d; want 0", n)
 	}
 
@@ -339,7 +339,7 @@ func TestOktaEventHook(t *testing.T) {
 	if e.Subject != "00udana" || e.VendorEventID != "uuid-dana" || e.DeliveryID != "evt-1" || e.Email != "dana@a.example" || e.UserID != dana.ID || e.LockoutID == "" || len(e.PayloadSHA256) != 64 {
 		t.Errorf("processed event = %+v", e)
 	}
-	ls := f.lockoutsOf(t, a.org.ID, dana.Email)
+	ls := f.userLockouts(t, a.org.ID, dana.Email)
 	if len(ls) != 1 || ls[0].ID != e.LockoutID {
 		t.Fatalf("lockouts of dana = %+v; want exactly the event's", ls)
 	}
@@ -380,7 +380,7 @@ func TestOktaEventHook(t *testing.T) {
 	f.waitEvents(t, a.adminKey, "?email=erin@a.example", "erin's event processed", func(es []triggerEventView) bool {
 		return len(es) == 1 && es[0].State == store.TriggerProcessed
 	})
-	if n, m := len(f.lockoutsOf(t, a.org.ID, dana.Email)), len(f.lockoutsOf(t, a.org.ID, erin.Email)); n != 1 || m != 1 {
+	if n, m := len(f.userLockouts(t, a.org.ID, dana.Email)), len(f.userLockouts(t, a.org.ID, erin.Email)); n != 1 || m != 1 {
 		t.Errorf("lockouts of dana, erin = %d, %d; want 1 each", n, m)
 	}
 	all := f.waitEvents(t, a.adminKey, "?source=okta", "", func([]triggerEventView) bool { return true })
@@ -407,7 +407,7 @@ func TestOktaEventHook(t *testing.T) {
 	f.waitEvents(t, a.adminKey, "?email=fay@a.example", "fay's event processed", func(es []triggerEventView) bool {
 		return len(es) == 1 && es[0].State == store.TriggerProcessed && es[0].UserID == fay.ID
 	})
-	if n := len(f.lockoutsOf(t, a.org.ID, fay.Email)); n != 1 {
+	if n := len(f.userLockouts(t, a.org.ID, fay.Email)); n != 1 {
 		t.Errorf("lockouts of fay = %d; want 1", n)
 	}
 
@@ -459,7 +459,7 @@ func TestWebhooksCrossTenant(t *testing.T) {
 	f.waitEvents(t, f.b.adminKey, "", "org B's events settled", func(es []triggerEventView) bool {
 		return len(es) == 2 && es[0].State != store.TriggerPending && es[1].State != store.TriggerPending
 	})
-	if n := len(f.lockoutsOf(t, f.a.org.ID, victim.Email)); n != 0 {
+	if n := len(f.userLockouts(t, f.a.org.ID, victim.Email)); n != 0 {
 		t.Errorf("lockouts in org A after org B's webhooks = %d; want 0", n)
 	}
 	if page, _ := f.st.ListTriggerEvents(f.ctx, store.ListTriggerEventsParams{OrgID: f.a.org.ID}); len(page.Events) != 0 {
@@ -508,8 +508,8 @@ func TestBambooHRWebhook(t *testing.T) {
 			t.Errorf("webhook (%s) = %d %q; want %d %q", c.name, code, ecode, c.want, c.code)
 		}
 	}
-	if f.bamboo.Calls() != 0 || len(f.lockoutsOf(t, a.org.ID, gus.Email)) != 0 {
-		t.Fatalf("after refused webhooks: %d api calls, %d lockouts; want none", f.bamboo.Calls(), len(f.lockoutsOf(t, a.org.ID, gus.Email)))
+	if f.bamboo.Calls() != 0 || len(f.userLockouts(t, a.org.ID, gus.Email)) != 0 {
+		t.Fatalf("after refused webhooks: %d api calls, %d lockouts; want none", f.bamboo.Calls(), len(f.userLockouts(t, a.org.ID, gus.Email)))
 	}
 
 	// Good (event-based, no email in it): the email comes from the API.
@@ -530,7 +530,7 @@ func TestBambooHRWebhook(t *testing.T) {
 	if code, _, rec := f.postBamboo(t, hook, ts2, sig2, event); code != 200 || rec.Accepted != 0 || rec.Duplicates != 1 {
 		t.Errorf("duplicate webhook = %d %+v; want 200, 1 duplicate", code, rec)
 	}
-	if n := len(f.lockoutsOf(t, a.org.ID, gus.Email)); n != 1 {
+	if n := len(f.userLockouts(t, a.org.ID, gus.Email)); n != 1 {
 		t.Errorf("lockouts of gus = %d; want 1", n)
 	}
 
@@ -558,7 +558,7 @@ func TestBambooHRWebhook(t *testing.T) {
 	ts4, sig4 := f.signedBamboo(notTerm, bambooSecret, 0)
 	f.postBamboo(t, hook, ts4, sig4, notTerm)
 	f.waitEvents(t, a.adminKey, "?source=bamboohr&state=ignored", "ivy's event ignored", func(es []triggerEventView) bool { return len(es) == 1 })
-	if n := len(f.lockoutsOf(t, a.org.ID, ivy.Email)); n != 0 {
+	if n := len(f.userLockouts(t, a.org.ID, ivy.Email)); n != 0 {
 		t.Errorf("lockouts of ivy = %d; want 0", n)
 	}
 
@@ -600,14 +600,14 @@ func TestBambooHRFutureTermination(t *testing.T) {
 		t.Fatalf("scheduled event = %+v; want due at %v", evs[0], midnight)
 	}
 	time.Sleep(3 * time.Second) // the queue's time passes the due time; the business clock has not
-	if n := len(f.lockoutsOf(t, a.org.ID, kim.Email)); n != 0 {
+	if n := len(f.userLockouts(t, a.org.ID, kim.Email)); n != 0 {
 		t.Fatalf("lockouts of kim before the date = %d; want 0", n)
 	}
 	f.clk.Advance(3 * time.Second)
 	f.waitEvents(t, a.adminKey, "", "kim's event processed on the date", func(es []triggerEventView) bool {
 		return len(es) == 1 && es[0].State == store.TriggerProcessed
 	})
-	if n := len(f.lockoutsOf(t, a.org.ID, kim.Email)); n != 1 {
+	if n := len(f.userLockouts(t, a.org.ID, kim.Email)); n != 1 {
 		t.Errorf("lockouts of kim on the date = %d; want 1", n)
 	}
 }
@@ -693,8 +693,8 @@ func TestWorkdayPolling(t *testing.T) {
 		t.Errorf("last report request = %+v; want a bearer token", r[len(r)-1])
 	}
 	evs := f.waitEvents(t, a.adminKey, "?source=workday", "", func([]triggerEventView) bool { return true })
-	if len(evs) != 2 || len(f.lockoutsOf(t, a.org.ID, lee.Email)) != 1 {
-		t.Errorf("after three polls: %d events, %d lockouts of lee; want 2 and 1", len(evs), len(f.lockoutsOf(t, a.org.ID, lee.Email)))
+	if len(evs) != 2 || len(f.userLockouts(t, a.org.ID, lee.Email)) != 1 {
+		t.Errorf("after three polls: %d events, %d lockouts of lee; want 2 and 1", len(evs), len(f.userLockouts(t, a.org.ID, lee.Email)))
 	}
 
 	// Bad configurations change nothing.

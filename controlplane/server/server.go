@@ -479,7 +479,8 @@ func (s *Server) opsHandler() http.Handler {
 }
 
 // rateLimits are the admin API's per-IP limits: 1000 requests per 5
-// minutes on every route, 500 on the routes that need an admin key.
+// minutes on every route, 500 on the routes that need an admin key; and
+// api.SCIMLimit SCIM requests per org in the same window.
 func rateLimits(cfg Config) (api.RateLimits, error) {
 	public, err := ratelimit.New(ratelimit.Config{Limit: ratelimit.PublicLimit, Window: ratelimit.DefaultWindow, Clock: cfg.Clock, Logger: cfg.Logger})
 	if err != nil {
@@ -495,5 +496,9 @@ func rateLimits(cfg Config) (api.RateLimits, error) {
 	if err != nil {
 		return api.RateLimits{}, err
 	}
-	return api.RateLimits{Public: public, Admin: admin, Webhook: webhook, TrustedProxies: cfg.TrustedProxies}, nil
+	scim, err := ratelimit.New(ratelimit.Config{Limit: api.SCIMLimit, Window: ratelimit.DefaultWindow, Clock: cfg.Clock, Logger: cfg.Logger})
+	if err != nil {
+		return api.RateLimits{}, err
+	}
+	return api.RateLimits{Public: public, Admin: admin, SCIM: scim, Webhook: webhook, TrustedProxies: cfg.TrustedProxies}, nil
 }

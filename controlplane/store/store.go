@@ -41,6 +41,7 @@ type Store interface {
 	SnapshotStore
 	UsageStore
 	TriggerStore
+	SCIMStore
 
 	CreateOrg(ctx context.Context, p CreateOrgParams) (Org, error)
 	GetOrg(ctx context.Context, orgID string) (Org, error)

@@ -95,6 +95,7 @@ type seeded struct {
 	org       store.Org
 	keyHash   []byte
 	enrHash   []byte
+	scimHash  []byte
 	deviceID  string
 	lockoutID string
 }
@@ -158,6 +159,14 @@ func seed(t *testing.T, s store.Store, name string) seeded {
 		SHA256: make([]byte, 32), TimestampToken: []byte("tst"), At: now})
 	must("PutSnapshot", err)
 	seedTriggers(t, s, org.ID, name, u.ID, l.ID, now)
+	sh := sha256.Sum256([]byte(name + " scim token"))
+	sd.scimHash = sh[:]
+	_, err = s.PutSCIMToken(ctx, store.PutSCIMTokenParams{OrgID: org.ID, Hash: sd.scimHash, CreatedAt: now})
+	must("PutSCIMToken", err)
+	su, err := s.CreateSCIMUser(ctx, store.CreateSCIMUserParams{OrgID: org.ID, UserID: u.ID, UserName: u.Email, Emails: []string{u.Email}, Active: true, At: now})
+	must("CreateSCIMUser", err)
+	_, err = s.CreateSCIMGroup(ctx, store.CreateSCIMGroupParams{OrgID: org.ID, DisplayName: "g", Members: []string{su.ID}, At: now})
+	must("CreateSCIMGroup", err)
 	return sd
 }
 
@@ -450,10 +459,21 @@ func TestRLSDefinerFunctions(t *testing.T) {
 				if !slices.Equal(ids, []string{a.org.ID}) {
 					t.Errorf("enrollment_secret_by_hash(A's hash) orgs = %q; want [%s]", ids, a.org.ID)
 				}
+				rows, err = tx.Query(ctx, "SELECT org_id FROM scim_token_by_hash($1)", a.scimHash)
+				if err != nil {
+					return err
+				}
+				if ids, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+					return err
+				}
+				if !slices.Equal(ids, []string{a.org.ID}) {
+					t.Errorf("scim_token_by_hash(A's hash) orgs = %q; want [%s]", ids, a.org.ID)
+				}
 				var n int
 				for _, q := range []string{
 					"SELECT count(*) FROM api_key_by_hash($1)",
 					"SELECT count(*) FROM enrollment_secret_by_hash($1)",
+					"SELECT count(*) FROM scim_token_by_hash($1)",
 				} {
 					if err := tx.QueryRow(ctx, q, []byte("no such hash")).Scan(&n); err != nil {
 						return err
@@ -489,12 +509,13 @@ func TestRLSDefinerFunctions(t *testing.T) {
 					{"toktra.api_key_hash", hex.EncodeToString(a.keyHash)},
 					{"toktra.enrollment_secret_hash", hex.EncodeToString(a.enrHash)},
 					{"toktra.definer", "count_commands_by_state"},
+					{"toktra.scim_token_hash", hex.EncodeToString(a.scimHash)},
 				} {
 					if _, err := tx.Exec(ctx, "SELECT set_config($1, $2, true)", set[0], set[1]); err != nil {
 						return err
 					}
 				}
-				for _, table := range []string{"api_keys", "enrollment_secrets", "commands"} {
+				for _, table := range []string{"api_keys", "enrollment_secrets", "commands", "scim_tokens"} {
 					if n := countRows(t, tx, table, "org_id = $1", a.org.ID); n != 0 {
 						t.Errorf("with the definers' settings forged, org B sees %d of A's %s; want 0", n, table)
 					}
@@ -535,6 +556,9 @@ func TestRLSDefinerFunctions(t *testing.T) {
 				}
 				if e, err := s.GetEnrollmentSecretByHash(ctx, sd.enrHash); err != nil || e.OrgID != sd.org.ID {
 					t.Errorf("GetEnrollmentSecretByHash = %+v, %v; want org %s's secret", e, err, sd.org.ID)
+				}
+				if tok, err := s.GetSCIMTokenByHash(ctx, sd.scimHash); err != nil || tok.OrgID != sd.org.ID {
+					t.Errorf("GetSCIMTokenByHash = %+v, %v; want org %s's token", tok, err, sd.org.ID)
 				}
 			}
 		})
@@ -678,7 +702,7 @@ func TestRLSCatalog(t *testing.T) {
 		FROM pg_proc p
 		WHERE p.pronamespace = 'public'::regnamespace
 			AND p.proname IN ('api_key_by_hash', 'enrollment_secret_by_hash', 'count_commands_by_state',
-				'delete_usage_before', 'usage_sources', 'trigger_hook_org', 'trigger_poll_schedules')
+				'delete_usage_before', 'usage_sources', 'trigger_hook_org', 'trigger_poll_schedules', 'scim_token_by_hash')
 		ORDER BY 1`, appRole)
 	if err != nil {
 		t.Fatal(err)
@@ -688,7 +712,7 @@ func TestRLSCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"api_key_by_hash: ok", "count_commands_by_state: ok", "delete_usage_before: ok",
-		"enrollment_secret_by_hash: ok", "trigger_hook_org: ok", "trigger_poll_schedules: ok", "usage_sources: ok"}
+		"enrollment_secret_by_hash: ok", "scim_token_by_hash: ok", "trigger_hook_org: ok", "trigger_poll_schedules: ok", "usage_sources: ok"}
 	if !slices.Equal(funcs, want) {
 		t.Errorf("definer functions = %q; want %q", funcs, want)
 	}

@@ -80,8 +80,9 @@ func TestMustGetPanics(t *testing.T) {
 func TestLoadMigrations(t *testing.T) {
 	t.Parallel()
 	fsys := fstest.MapFS{
-		"m/002_more.up.sql": {Data: []byte("CREATE TABLE b (id int);")},
-		"m/001_init.up.sql": {Data: []byte("CREATE TABLE a (id int);")},
+		"m/002_more.up.sql":  {Data: []byte("CREATE TABLE b (id int);")},
+		"m/001_init.up.sql":  {Data: []byte("CREATE TABLE a (id int);")},
+		"m/010_later.up.sql": {Data: []byte("CREATE TABLE c (id int);")},
 	}
 	ms, err := LoadMigrations(fsys, "m")
 	if err != nil {
@@ -90,6 +91,7 @@ func TestLoadMigrations(t *testing.T) {
 	want := []Migration{
 		{Version: 1, Name: "init", SQL: "CREATE TABLE a (id int);"},
 		{Version: 2, Name: "more", SQL: "CREATE TABLE b (id int);"},
+		{Version: 10, Name: "later", SQL: "CREATE TABLE c (id int);"},
 	}
 	if !reflect.DeepEqual(ms, want) {
 		t.Errorf("LoadMigrations() = %+v; want %+v", ms, want)

@@ -53,6 +53,9 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"ListLockoutsPage", testListLockoutsPage},
 		{"ListLockoutsPageLimits", testListLockoutsPageLimits},
 		{"PipelineInTx", testPipelineInTx},
+		{"SCIMTokens", testSCIMTokens},
+		{"SCIMUsers", testSCIMUsers},
+		{"SCIMGroups", testSCIMGroups},
 	}
 	tests = append(tests, usageTests...)
 	tests = append(tests, snapshotTests...)
