@@ -35,14 +35,20 @@ const (
 	StepLock    = "lock"
 )
 
-// Steps lists the pipeline's steps in order.
-var Steps = []string{StepCapture, StepRevoke, StepLock}
+// Steps lists the pipeline's steps in order; the last two run when the
+// pipeline has its Evidence configured.
+var Steps = []string{StepCapture, StepRevoke, StepLock, StepSnapshot, StepUpload}
 
 // Revocations and device locks have queues (and workers) of their own, so
 // a lock never waits behind provider calls queued before it.
+// Snapshots (CPU-heavy rendering) and uploads have a small queue of
+// their own too.
 const (
-	queue     = "lockout"
-	lockQueue = "lockout_lock"
+	queue         = "lockout"
+	lockQueue     = "lockout_lock"
+	evidenceQueue = "lockout_evidence"
+	// evidenceWorkers bounds concurrent renderings.
+	evidenceWorkers = 2
 )
 
 // Connector is what the pipeline needs of a provider connector.
@@ -80,6 +86,10 @@ type Config struct {
 	// have died with its process (a crash) and is run again (default 90s;
 	// at least JobTimeout, so a slow attempt is never run twice at once).
 	RescueAfter time.Duration
+	// Evidence configures steps 3 and 4 (the audit snapshot and its
+	// write-once upload). The server always sets it; without it a
+	// lockout's pipeline ends with the device lock.
+	Evidence *Evidence
 	// Jobs adds other packages' jobs to the pipeline's job client (usage
 	// ingestion): one client, whose elected leader alone enqueues periodic
 	// jobs, schedules them all.
@@ -132,6 +142,14 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Pipeline, error)
 	if cfg.RescueAfter <= cfg.JobTimeout {
 		return nil, fmt.Errorf("pipeline: rescue-after (%s) must be longer than the job timeout (%s)", cfg.RescueAfter, cfg.JobTimeout)
 	}
+	if cfg.Evidence != nil {
+		if err := cfg.Evidence.validate(); err != nil {
+			return nil, err
+		}
+		ev := *cfg.Evidence
+		ev.withDefaults()
+		cfg.Evidence = &ev
+	}
 	p := &Pipeline{cfg: cfg, log: cfg.Logger.With("component", "pipeline"), metrics: newMetrics(cfg.Registerer)}
 
 	workers := river.NewWorkers()
@@ -142,6 +160,15 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Pipeline, error)
 		return nil, err
 	}
 	queues := map[string]river.QueueConfig{queue: {MaxWorkers: cfg.Workers}, lockQueue: {MaxWorkers: cfg.Workers}}
+	if cfg.Evidence != nil {
+		if err := river.AddWorkerSafely(workers, &snapshotWorker{p: p}); err != nil {
+			return nil, err
+		}
+		if err := river.AddWorkerSafely(workers, &uploadWorker{p: p}); err != nil {
+			return nil, err
+		}
+		queues[evidenceQueue] = river.QueueConfig{MaxWorkers: evidenceWorkers}
+	}
 	var periodic []*river.PeriodicJob
 	for _, j := range cfg.Jobs {
 		if err := j.Register(workers); err != nil {
@@ -233,7 +260,11 @@ var uniqueByArgs = river.UniqueOpts{ByArgs: true}
 // later (sooner when the providers' first attempts finish).
 func (p *Pipeline) Begin(ctx context.Context, st store.Store, tx any, l store.Lockout) error {
 	now := p.cfg.Clock.Now()
-	if err := st.InitLockoutSteps(ctx, store.InitLockoutStepsParams{OrgID: l.OrgID, LockoutID: l.ID, Steps: Steps, At: now}); err != nil {
+	steps := Steps
+	if p.cfg.Evidence == nil {
+		steps = Steps[:3]
+	}
+	if err := st.InitLockoutSteps(ctx, store.InitLockoutStepsParams{OrgID: l.OrgID, LockoutID: l.ID, Steps: steps, At: now}); err != nil {
 		return fmt.Errorf("recording steps of lockout %s: %w", l.ID, err)
 	}
 	conns, err := st.ListProviderConnections(ctx, l.OrgID)
@@ -270,6 +301,14 @@ func (p *Pipeline) Begin(ctx context.Context, st store.Store, tx any, l store.Lo
 		Queue: lockQueue, ScheduledAt: lockAt, UniqueOpts: uniqueByArgs, MaxAttempts: 25,
 	}); err != nil {
 		return fmt.Errorf("enqueueing device lock: %w", err)
+	}
+	if p.cfg.Evidence != nil {
+		// The snapshot waits, snoozing, for the answers it reports.
+		if _, err := p.insertTx(ctx, tx, SnapshotArgs{OrgID: l.OrgID, LockoutID: l.ID}, &river.InsertOpts{
+			Queue: evidenceQueue, ScheduledAt: queueClock.Now().Add(p.cfg.LockGrace), UniqueOpts: uniqueByArgs, MaxAttempts: 25,
+		}); err != nil {
+			return fmt.Errorf("enqueueing the audit snapshot: %w", err)
+		}
 	}
 	return nil
 }

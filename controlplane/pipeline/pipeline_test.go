@@ -43,6 +43,8 @@ type fixture struct {
 	// newPipeline makes a pipeline instance on the fixture's database; two
 	// instances in turn stand for a control plane before and after a crash.
 	newPipeline func(t *testing.T) *pipeline.Pipeline
+	// evidence, when set, gives the pipelines their evidence steps.
+	evidence *pipeline.Evidence
 }
 
 func backends(t *testing.T, run func(t *testing.T, f *fixture)) {
@@ -142,6 +144,7 @@ func (f *fixture) config() pipeline.Config {
 		Connect: func(ctx context.Context, c store.ProviderConnection) (pipeline.Connector, error) {
 			return connect.New(c.Provider, string(c.SealedKey), providers.Options{BaseURL: c.BaseURL, Clock: f.clk, Logger: f.log})
 		},
+		Evidence: f.evidence,
 	}
 }
 

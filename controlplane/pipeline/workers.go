@@ -224,6 +224,8 @@ type metrics struct {
 	revocations *prometheus.CounterVec
 	unconfirmed *prometheus.CounterVec
 	lockStep    prometheus.Histogram
+	snapshots   prometheus.Counter
+	uploads     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -239,8 +241,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 10),
 		}),
 	}
+	m.snapshots = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "toktra_snapshots_total", Help: "Audit snapshots rendered, signed and timestamped.",
+	})
+	m.uploads = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "toktra_snapshot_uploads_total", Help: "Audit snapshots stored in the write-once store.",
+	})
 	if reg != nil {
-		reg.MustRegister(m.revocations, m.unconfirmed, m.lockStep)
+		reg.MustRegister(m.revocations, m.unconfirmed, m.lockStep, m.snapshots, m.uploads)
 	}
 	return m
 }
