@@ -155,4 +155,3 @@ func pdfText(t *testing.T, doc []byte) string {
 	}
 	return string(out)
 }
-
