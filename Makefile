@@ -50,6 +50,10 @@ test: tools proto-check lint
 	$(GO) test -race -count=1 -timeout 30m ./...
 
 # Prints lock latency (API call to rule in force, p50/p99 over lock/override
-# cycles with the real binaries) and the agent's idle RSS. Needs root.
+# cycles with the real binaries) and the agent's idle RSS (needs root); usage
+# ingestion into Postgres; anomaly detection for one user with 100k events;
+# snapshot rendering; and the anomaly detector's precision and recall.
 bench:
 	$(GO) test -run '^$$' -bench BenchmarkLockLatency -benchtime 100x ./e2e
+	$(GO) test -run '^$$' -bench . -benchtime 5x ./controlplane/store/pg/ ./controlplane/usage/ ./controlplane/anomaly/ ./controlplane/snapshot/
+	$(GO) run ./cmd/toktra-eval
