@@ -38,6 +38,7 @@ var (
 type Store interface {
 	PipelineStore
 	AuditLog
+	CustodyStore
 
 	CreateOrg(ctx context.Context, p CreateOrgParams) (Org, error)
 	GetOrg(ctx context.Context, orgID string) (Org, error)

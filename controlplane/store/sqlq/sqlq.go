@@ -145,8 +145,9 @@ type Migration struct {
 var migrationRE = regexp.MustCompile(`^(\d+)_([A-Za-z0-9_]+)\.up\.sql$`)
 
 // LoadMigrations reads the NNN_name.up.sql files in dir of fsys and returns
-// them in version order. Versions must run 1, 2, 3, ... without gaps or
-// repeats, so that both dialects can be checked to carry the same numbers.
+// them in version order. Versions start at 1 or above and never repeat; gaps
+// are allowed, since numbers are assigned to work in progress ahead of time
+// and each version is applied (or found applied) on its own.
 func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
@@ -173,8 +174,8 @@ func LoadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
 	for i, m := range ms {
-		if m.Version != i+1 {
-			return nil, fmt.Errorf("migration %03d_%s: expected version %d (versions must be 1, 2, 3, ... without gaps or repeats)", m.Version, m.Name, i+1)
+		if m.Version < 1 || (i > 0 && m.Version == ms[i-1].Version) {
+			return nil, fmt.Errorf("migration %03d_%s: version repeated or below 1", m.Version, m.Name)
 		}
 		if strings.TrimSpace(m.SQL) == "" {
 			return nil, fmt.Errorf("migration %03d_%s is empty", m.Version, m.Name)
