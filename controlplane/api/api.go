@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/toktra/toktra/controlplane/custody"
 	"github.com/toktra/toktra/controlplane/fleet"
 	"github.com/toktra/toktra/controlplane/lockout"
 	"github.com/toktra/toktra/controlplane/ratelimit"
@@ -38,6 +39,7 @@ type Server struct {
 	lockout   *lockout.Service
 	fleet     *fleet.Service
 	providers ProviderConfig
+	custody   *custody.Service
 	limits    RateLimits
 	clock     clock.Clock
 	log       *slog.Logger
@@ -49,7 +51,7 @@ type Server struct {
 
 // NewServer returns the admin API handler.
 func NewServer(cfg Config) *Server {
-	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers, limits: cfg.Limits,
+	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers, custody: cfg.Custody, limits: cfg.Limits,
 		clock: cfg.Clock, log: cfg.Logger, mux: http.NewServeMux()}
 	s.routes()
 	s.handler = s.limit(s.limits.Public, s.mux)
@@ -75,6 +77,9 @@ type Config struct {
 	Providers ProviderConfig
 	Clock     clock.Clock
 	Logger    *slog.Logger
+
+	// Custody serves /v1/custody/...; nil answers those routes 404.
+	Custody *custody.Service
 }
 
 func (s *Server) routes() {
@@ -100,6 +105,7 @@ func (s *Server) routes() {
 	s.handle("PUT /v1/providers/{name}", store.ScopeAdmin, s.putProvider)
 	s.handle("DELETE /v1/providers/{name}", store.ScopeAdmin, s.deleteProvider)
 	s.handle("GET /v1/audit-log", store.ScopeReadOnly, s.listAuditLog)
+	s.custodyRoutes()
 	s.mux.HandleFunc("GET /v1/openapi.json", s.serveOpenAPI)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint"})

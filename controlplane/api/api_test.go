@@ -86,6 +86,7 @@ func setup(t *testing.T) *apiFixture {
 	f.api = NewServer(Config{
 		Store: st, Lockouts: lo, Fleet: fl, Clock: clk, Logger: log,
 		Providers: ProviderConfig{Sealer: sealer, Options: providers.Options{Clock: clk, Logger: log}, AllowBaseURL: true},
+		Custody:   newTestCustody(t, st, dir, clk),
 	})
 	f.srv = httptest.NewServer(f.api)
 	t.Cleanup(f.srv.Close)
@@ -180,6 +181,7 @@ func TestCrossTenant(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	a := f.a
+	aNode, _ := recordCustody(t, f, a), recordCustody(t, f, f.b)
 	cases := []struct {
 		pattern string
 		method  string
@@ -213,6 +215,10 @@ func TestCrossTenant(t *testing.T) {
 		// reachable here) and must not touch A's.
 		{"PUT /v1/providers/{name}", "PUT", "/v1/providers/openai", `{"admin_key":"sk-b-key-0000000000000000","base_url":"http://127.0.0.1:1/v1"}`, 400},
 		{"DELETE /v1/providers/{name}", "DELETE", "/v1/providers/openai", "", 404},
+		{"GET /v1/custody/checkpoint", "GET", "/v1/custody/checkpoint", "", 200},
+		{"GET /v1/custody/nodes/{hash}", "GET", "/v1/custody/nodes/" + aNode, "", 404},
+		{"GET /v1/custody/proofs/inclusion", "GET", "/v1/custody/proofs/inclusion?hash=" + aNode, "", 404},
+		{"GET /v1/custody/proofs/consistency", "GET", "/v1/custody/proofs/consistency?from=1", "", 200},
 	}
 	aConn, err := f.st.PutProviderConnection(f.ctx, store.PutProviderConnectionParams{
 		OrgID: a.org.ID, Provider: "openai", SealedKey: []byte("sealed"), KeyHint: "sk-...aaaa", At: f.clk.Now(), ValidatedAt: f.clk.Now(),
@@ -228,7 +234,7 @@ func TestCrossTenant(t *testing.T) {
 		if code != tc.wantStatus {
 			t.Errorf("org B: %s %s = %d; want %d", tc.method, tc.path, code, tc.wantStatus)
 		}
-		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID} {
+		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID, aNode} {
 			if bytes.Contains(raw, []byte(id)) {
 				t.Errorf("org B: %s %s leaks org A's %q: %s", tc.method, tc.path, id, raw)
 			}
