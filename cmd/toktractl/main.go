@@ -49,6 +49,7 @@ const usage = `usage: toktractl [global flags] <resource> <action> [args]
   api-keys create --name N [--scope admin|read-only] [--expires-in 720h]
   api-keys list
   api-keys revoke ID
+  custody verify --node NODE.json --tsa-root ROOT.pem   check a custody node offline (no server; see custody verify -h)
 
 global flags (or environment):
   --server URL      TOKTRA_SERVER   (default https://127.0.0.1:8443)
@@ -77,6 +78,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rest := fs.Args()
+	if len(rest) >= 1 && rest[0] == "custody" {
+		return runCustody(rest[1:], stdout, stderr)
+	}
 	if len(rest) >= 1 && rest[0] == "audit-log" {
 		rest = append([]string{"audit-log", "list"}, rest[1:]...)
 	}

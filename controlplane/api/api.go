@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/toktra/toktra/controlplane/custody"
 	"github.com/toktra/toktra/controlplane/fleet"
 	"github.com/toktra/toktra/controlplane/lockout"
 	"github.com/toktra/toktra/controlplane/ratelimit"
@@ -41,6 +42,7 @@ type Server struct {
 	lockout   *lockout.Service
 	fleet     *fleet.Service
 	providers ProviderConfig
+	custody   *custody.Service
 	triggers  *triggers.Service
 	// publicBase is the server's URL as webhooks reach it (see triggers.go).
 	publicBase string
@@ -58,7 +60,7 @@ type Server struct {
 
 // NewServer returns the admin API handler.
 func NewServer(cfg Config) *Server {
-	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers, limits: cfg.Limits,
+	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers, custody: cfg.Custody, limits: cfg.Limits,
 		clock: cfg.Clock, log: cfg.Logger, mux: http.NewServeMux(), triggers: cfg.Triggers, publicBase: cfg.PublicURL}
 	s.usage = cmp.Or(cfg.Usage, usage.NewService(cfg.Store))
 	s.routes()
@@ -100,6 +102,9 @@ type Config struct {
 	Usage *usage.Service
 	// Evidence serves the local evidence store's presigned URLs (nil: S3).
 	Evidence http.Handler
+
+	// Custody serves /v1/custody/...; nil answers those routes 404.
+	Custody *custody.Service
 }
 
 func (s *Server) routes() {
@@ -129,6 +134,7 @@ func (s *Server) routes() {
 	s.handle("GET /v1/users/{id}/anomalies", store.ScopeReadOnly, s.getUserAnomalies)
 	s.triggerRoutes()
 	s.scimRoutes()
+	s.custodyRoutes()
 	s.mux.HandleFunc("GET /v1/openapi.json", s.serveOpenAPI)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint"})

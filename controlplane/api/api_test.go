@@ -90,6 +90,7 @@ func setup(t *testing.T) *apiFixture {
 	f.api = NewServer(Config{
 		Store: st, Lockouts: lo, Fleet: fl, Clock: clk, Logger: log, Triggers: trig,
 		Providers: ProviderConfig{Sealer: sealer, Options: providers.Options{Clock: clk, Logger: log}, AllowBaseURL: true},
+		Custody:   newTestCustody(t, st, dir, clk),
 	})
 	f.srv = httptest.NewServer(f.api)
 	t.Cleanup(f.srv.Close)
@@ -185,6 +186,7 @@ func TestCrossTenant(t *testing.T) {
 	f := setup(t)
 	a := f.a
 	at := f.triggerTenant(t, a)
+	aNode, _ := recordCustody(t, f, a), recordCustody(t, f, f.b)
 	cases := []struct {
 		pattern string
 		method  string
@@ -235,6 +237,10 @@ func TestCrossTenant(t *testing.T) {
 		{"GET /v1/scim/config", "GET", "/v1/scim/config", "", 200},
 		{"POST /v1/scim/token", "POST", "/v1/scim/token", "", 201},
 		{"DELETE /v1/scim/token", "DELETE", "/v1/scim/token", "", 204},
+		{"GET /v1/custody/checkpoint", "GET", "/v1/custody/checkpoint", "", 200},
+		{"GET /v1/custody/nodes/{hash}", "GET", "/v1/custody/nodes/" + aNode, "", 404},
+		{"GET /v1/custody/proofs/inclusion", "GET", "/v1/custody/proofs/inclusion?hash=" + aNode, "", 404},
+		{"GET /v1/custody/proofs/consistency", "GET", "/v1/custody/proofs/consistency?from=1", "", 200},
 	}
 	aSCIM := f.scimToken(t, a)
 	aSCIMUser := f.scim(t, aSCIM, "POST", "/Users", `{"userName":"`+a.user.Email+`"}`).id()
@@ -252,7 +258,7 @@ func TestCrossTenant(t *testing.T) {
 		if code != tc.wantStatus {
 			t.Errorf("org B: %s %s = %d; want %d", tc.method, tc.path, code, tc.wantStatus)
 		}
-		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID, at.oktaHook, at.bambooHook, at.eventID, aSCIMUser, aSCIM} {
+		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID, at.oktaHook, at.bambooHook, at.eventID, aSCIMUser, aSCIM, aNode} {
 			if bytes.Contains(raw, []byte(id)) {
 				t.Errorf("org B: %s %s leaks org A's %q: %s", tc.method, tc.path, id, raw)
 			}

@@ -42,6 +42,7 @@ type Store interface {
 	UsageStore
 	TriggerStore
 	SCIMStore
+	CustodyStore
 
 	CreateOrg(ctx context.Context, p CreateOrgParams) (Org, error)
 	GetOrg(ctx context.Context, orgID string) (Org, error)

@@ -167,7 +167,19 @@ func seed(t *testing.T, s store.Store, name string) seeded {
 	must("CreateSCIMUser", err)
 	_, err = s.CreateSCIMGroup(ctx, store.CreateSCIMGroupParams{OrgID: org.ID, DisplayName: "g", Members: []string{su.ID}, At: now})
 	must("CreateSCIMGroup", err)
+	n, _, err := s.AppendCustodyNode(ctx, store.AppendCustodyNodeParams{OrgID: org.ID, LockoutID: l.ID, Kind: "lockout",
+		Hash: hashOf(name + " node"), PayloadHash: hashOf(name + " payload"), At: now})
+	must("AppendCustodyNode", err)
+	_, _, err = s.PutCustodyToken(ctx, store.PutCustodyTokenParams{OrgID: org.ID, NodeHash: n.Hash, Token: []byte("token"), GenTime: now, StampedAt: now})
+	must("PutCustodyToken", err)
+	_, _, err = s.AddCustodyCheckpoint(ctx, store.AddCustodyCheckpointParams{OrgID: org.ID, Size: 1, RootHash: hashOf(name + " root"), Note: []byte("note"), Token: []byte("token"), CreatedAt: now})
+	must("AddCustodyCheckpoint", err)
 	return sd
+}
+
+func hashOf(s string) []byte {
+	h := sha256.Sum256([]byte(s))
+	return h[:]
 }
 
 // orgTable is a public table and the column naming its org.

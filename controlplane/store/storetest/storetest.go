@@ -67,6 +67,7 @@ func Exercise(t *testing.T, newStore func(t *testing.T) store.Store) {
 	}
 	exerciseAudit(t, newStore)
 	exerciseTriggers(t, newStore)
+	exerciseCustody(t, newStore)
 }
 
 // base has nanoseconds and a non-UTC zone on purpose: stores keep UTC
