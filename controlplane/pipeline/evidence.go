@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/toktra/toktra/controlplane/anomaly"
+	"github.com/toktra/toktra/controlplane/custody"
 	"github.com/toktra/toktra/controlplane/objectstore"
 	"github.com/toktra/toktra/controlplane/snapshot"
 	"github.com/toktra/toktra/controlplane/store"
@@ -29,6 +31,9 @@ type Evidence struct {
 	Timestamper snapshot.Timestamper
 	// TSAs describe the time-stamping authorities for the document.
 	TSAs []snapshot.TSA
+	// Custody records each evidence event as a time-stamped node of the
+	// org's chain of custody; nil records none.
+	Custody *custody.Service
 	// Objects is the write-once store the snapshot is uploaded to.
 	Objects objectstore.Store
 	// MinRetention is the shortest retention a snapshot gets (the store's
@@ -131,6 +136,15 @@ func (w *snapshotWorker) Work(ctx context.Context, job *river.Job[SnapshotArgs])
 	if err != nil {
 		return w.failed(ctx, job, err)
 	}
+	var nodes []store.CustodyNode
+	if p.custodyEnabled() {
+		if err := p.recordDeviceAcks(ctx, l); err != nil {
+			return w.failed(ctx, job, fmt.Errorf("recording device acknowledgements: %w", err))
+		}
+		if nodes, in.Custody.Nodes, err = p.custodyForSnapshot(ctx, l); err != nil {
+			return w.failed(ctx, job, err)
+		}
+	}
 	doc, err := snapshot.Render(in)
 	if err != nil {
 		return w.failed(ctx, job, fmt.Errorf("rendering: %w", err))
@@ -144,20 +158,45 @@ func (w *snapshotWorker) Work(ctx context.Context, job *river.Job[SnapshotArgs])
 	if err != nil {
 		return w.failed(ctx, job, fmt.Errorf("timestamping the snapshot's hash: %w", err))
 	}
-	var snap store.Snapshot
+	var (
+		snap     store.Snapshot
+		snapNode store.CustodyNode
+	)
 	err = st.InTx(ctx, func(st store.Store, tx any) error {
-		var err error
-		snap, _, err = st.PutSnapshot(ctx, store.PutSnapshotParams{
+		var (
+			err     error
+			created bool
+		)
+		snap, created, err = st.PutSnapshot(ctx, store.PutSnapshotParams{
 			OrgID: a.OrgID, LockoutID: a.LockoutID, ID: store.NewID("snap"), PDF: signed, SHA256: sum[:],
 			TimestampToken: tok.DER, At: p.cfg.Clock.Now(),
 		})
 		if err != nil {
 			return err
 		}
+		if created && p.custodyEnabled() {
+			parents := make([][]byte, len(nodes))
+			for i, n := range nodes {
+				parents[i] = n.Hash
+			}
+			snapNode, err = ev.Custody.Record(ctx, st, custody.RecordParams{
+				OrgID: a.OrgID, LockoutID: a.LockoutID, Kind: custody.KindSnapshot, Parents: parents,
+				Payload: evidenceJSON(map[string]any{
+					"snapshot_id": snap.ID, "sha256": hex.EncodeToString(snap.SHA256), "bytes": len(snap.PDF),
+					"events": len(in.Usage.Events), "timestamp_token_sha256": hex.EncodeToString(sha256Of(snap.TimestampToken)),
+				}),
+			})
+			if err != nil {
+				return err
+			}
+		}
 		return w.finishIn(ctx, st, tx, job)
 	})
 	if err != nil {
 		return fmt.Errorf("recording the snapshot of lockout %s: %w", a.LockoutID, err)
+	}
+	if snapNode.Hash != nil {
+		p.stamp(ctx, a.OrgID, snapNode)
 	}
 	p.metrics.snapshots.Inc()
 	p.log.Info("audit snapshot made", "org", a.OrgID, "lockout", a.LockoutID, "snapshot", snap.ID,
@@ -375,6 +414,11 @@ func (w *uploadWorker) Work(ctx context.Context, job *river.Job[UploadArgs]) err
 			return err
 		}
 	}
+	if p.custodyEnabled() {
+		if err := w.recordUpload(ctx, snap); err != nil {
+			return err
+		}
+	}
 	if _, err := st.UpdateLockoutStep(ctx, store.UpdateLockoutStepParams{
 		OrgID: a.OrgID, LockoutID: a.LockoutID, Step: StepUpload, State: store.StepDone, Attempts: job.Attempt, At: p.cfg.Clock.Now(),
 	}); err != nil {
@@ -411,4 +455,46 @@ func (w *uploadWorker) put(ctx context.Context, snap store.Snapshot) (objectstor
 		return objectstore.Object{}, fmt.Errorf("storing the snapshot: %w", err)
 	}
 	return obj, nil
+}
+
+func sha256Of(b []byte) []byte {
+	sum := sha256.Sum256(b)
+	return sum[:]
+}
+
+// recordUpload records the upload as a child of the snapshot's node,
+// stamps it and checkpoints the org's log, whose checkpoint goes to the
+// write-once store too.
+func (w *uploadWorker) recordUpload(ctx context.Context, snap store.Snapshot) error {
+	p := w.p
+	cs := p.cfg.Evidence.Custody
+	parent, ok, err := p.findNode(ctx, snap.OrgID, snap.LockoutID, custody.KindSnapshot)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		if parent, err = p.lockoutNode(ctx, p.cfg.Store, snap.OrgID, snap.LockoutID); err != nil {
+			return err
+		}
+	}
+	payload := map[string]any{
+		"snapshot_id": snap.ID, "object_key": snap.ObjectKey, "version_id": snap.VersionID,
+		"sha256": hex.EncodeToString(snap.SHA256),
+	}
+	if snap.RetainUntil != nil {
+		payload["retain_until"] = snap.RetainUntil.UTC().Format(time.RFC3339)
+	}
+	n, err := cs.Record(ctx, nil, custody.RecordParams{
+		OrgID: snap.OrgID, LockoutID: snap.LockoutID, Kind: custody.KindUpload, Payload: evidenceJSON(payload), Parents: [][]byte{parent.Hash},
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := cs.Stamp(ctx, snap.OrgID, n.Hash); err != nil {
+		return fmt.Errorf("time-stamping the upload's custody node: %w", err)
+	}
+	if _, err := cs.Checkpoint(ctx, snap.OrgID); err != nil {
+		return fmt.Errorf("checkpointing the custody log: %w", err)
+	}
+	return nil
 }

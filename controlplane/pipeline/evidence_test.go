@@ -4,14 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/toktra/toktra/controlplane/custody"
 	"github.com/toktra/toktra/controlplane/lockout"
 	"github.com/toktra/toktra/controlplane/objectstore/localstore"
 	"github.com/toktra/toktra/controlplane/pipeline"
@@ -39,6 +42,14 @@ func (f *fixture) withEvidence(t *testing.T) (*pipeline.Evidence, *tsa.Local) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	key, err := custody.LoadOrCreateCheckpointKey(filepath.Join(dir, "custody"), "toktra-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := custody.NewService(custody.Config{Store: f.st, TSA: local, Key: key, Origin: "test.example/custody", Clock: f.clk, Logger: f.log})
+	if err != nil {
+		t.Fatal(err)
+	}
 	objects, err := localstore.Open(localstore.Config{Dir: filepath.Join(dir, "evidence"), Clock: f.clk, Logger: f.log})
 	if err != nil {
 		t.Fatal(err)
@@ -49,6 +60,7 @@ func (f *fixture) withEvidence(t *testing.T) (*pipeline.Evidence, *tsa.Local) {
 		Timestamper: local,
 		TSAs:        []snapshot.TSA{snapshot.TSAFromCertificate("local", "", local.SignerCertificate())},
 		Objects:     objects,
+		Custody:     cs,
 		AckWait:     time.Minute,
 		Poll:        20 * time.Millisecond,
 	}, local
@@ -123,6 +135,33 @@ func TestSnapshotAndUpload(t *testing.T) {
 		}
 		if len(steps) != len(pipeline.Steps) {
 			t.Errorf("steps = %d; want %d", len(steps), len(pipeline.Steps))
+		}
+
+		// Every evidence event is a time-stamped custody node, and the
+		// org's log is checkpointed over all of them.
+		nodes, err := f.st.ListCustodyNodes(ctx, store.ListCustodyNodesParams{OrgID: f.org.ID, LockoutID: res.Lockout.ID, AfterIndex: -1, Limit: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for _, n := range nodes {
+			kinds = append(kinds, n.Kind+":"+n.Subject)
+			if n.Token == nil {
+				t.Errorf("custody node %s:%s has no RFC 3161 token", n.Kind, n.Subject)
+			} else if _, err := tsa.Verify(n.Token.Token, n.Hash, local.Roots()); err != nil {
+				t.Errorf("custody node %s token: %v", n.Kind, err)
+			}
+		}
+		want := []string{"lockout:", "usage_capture:openai", "provider_confirmation:openai", "snapshot:", "upload:"}
+		if !slices.Equal(kinds, want) {
+			t.Errorf("custody nodes = %q; want %q", kinds, want)
+		}
+		if len(nodes) > 0 && !strings.Contains(text, hex.EncodeToString(nodes[0].Hash)) {
+			t.Errorf("snapshot text lacks the lockout node's hash")
+		}
+		cp, err := ev.Custody.LatestCheckpoint(ctx, f.org.ID)
+		if err != nil || cp.Size != uint64(len(nodes)) {
+			t.Errorf("latest checkpoint = size %d, %v; want %d", cp.Size, err, len(nodes))
 		}
 	})
 }

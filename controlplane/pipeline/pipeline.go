@@ -20,6 +20,7 @@ import (
 	"github.com/riverqueue/river/rivermigrate"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/toktra/toktra/controlplane/custody"
 	"github.com/toktra/toktra/controlplane/fleet"
 	"github.com/toktra/toktra/controlplane/providers"
 	"github.com/toktra/toktra/controlplane/store"
@@ -267,6 +268,12 @@ func (p *Pipeline) Begin(ctx context.Context, st store.Store, tx any, l store.Lo
 	if err := st.InitLockoutSteps(ctx, store.InitLockoutStepsParams{OrgID: l.OrgID, LockoutID: l.ID, Steps: steps, At: now}); err != nil {
 		return fmt.Errorf("recording steps of lockout %s: %w", l.ID, err)
 	}
+	if p.custodyEnabled() {
+		// The first evidence event, committed with the lockout itself.
+		if _, err := p.recordLockoutNode(ctx, st, l); err != nil {
+			return fmt.Errorf("recording the lockout's custody node: %w", err)
+		}
+	}
 	conns, err := st.ListProviderConnections(ctx, l.OrgID)
 	if err != nil {
 		return fmt.Errorf("listing provider connections: %w", err)
@@ -318,6 +325,18 @@ func (p *Pipeline) Begin(ctx context.Context, st store.Store, tx any, l store.Lo
 // scheduler would only notice within seconds; the scheduled job stays the
 // fallback should this process die first.
 func (p *Pipeline) Committed(l store.Lockout) {
+	if p.custodyEnabled() {
+		// Time-stamp the lockout's node now, off the caller's path (a
+		// remote TSA can take seconds); the snapshot step stamps it
+		// otherwise.
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if n, ok, err := p.findNode(ctx, l.OrgID, l.ID, custody.KindLockout); err == nil && ok {
+				p.stamp(ctx, l.OrgID, n)
+			}
+		}()
+	}
 	time.AfterFunc(p.cfg.LockGrace, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()

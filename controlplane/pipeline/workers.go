@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/riverqueue/river"
 
+	"github.com/toktra/toktra/controlplane/custody"
 	"github.com/toktra/toktra/controlplane/providers"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/internal/clock"
@@ -101,12 +103,23 @@ func (w *revokeWorker) Work(ctx context.Context, job *river.Job[RevokeArgs]) err
 			state = store.RevocationUnconfirmed
 		}
 	}
+	var node store.CustodyNode
 	err = st.InTx(ctx, func(st store.Store, tx any) error {
 		if _, err := st.PutProviderRevocation(ctx, store.PutProviderRevocationParams{
 			OrgID: a.OrgID, LockoutID: a.LockoutID, Provider: a.Provider, State: state, Attempts: job.Attempt,
 			Confirmation: confirmation(rev), LastError: lastErr, At: now,
 		}); err != nil {
 			return err
+		}
+		if final && p.custodyEnabled() {
+			var err error
+			node, err = p.recordEvidence(ctx, st, a.OrgID, a.LockoutID, custody.KindProviderConfirmation, a.Provider, map[string]any{
+				"provider": a.Provider, "state": string(state), "attempts": job.Attempt, "error": lastErr,
+				"confirmation": confirmation(rev), "at": now.UTC().Format(time.RFC3339Nano),
+			})
+			if err != nil {
+				return err
+			}
 		}
 		if job.Attempt == 1 || final {
 			return p.lockNow(ctx, tx, a.OrgID, a.LockoutID)
@@ -115,6 +128,9 @@ func (w *revokeWorker) Work(ctx context.Context, job *river.Job[RevokeArgs]) err
 	})
 	if err != nil {
 		return fmt.Errorf("recording %s revocation: %w", a.Provider, err)
+	}
+	if node.Hash != nil {
+		p.stamp(ctx, a.OrgID, node)
 	}
 	p.metrics.revocations.WithLabelValues(a.Provider, string(state)).Inc()
 	switch {
@@ -177,6 +193,18 @@ func (w *revokeWorker) captureUsage(ctx context.Context, job *river.Job[RevokeAr
 	}
 	if state == store.CaptureFailed {
 		p.log.Error("usage capture given up; revoking without it", "lockout", a.LockoutID, "provider", a.Provider, "err", cerr)
+	}
+	if state != store.CapturePending && p.custodyEnabled() {
+		// The capture itself can be large: the node names its hash.
+		n, err := p.recordEvidence(ctx, p.cfg.Store, a.OrgID, a.LockoutID, custody.KindUsageCapture, a.Provider, map[string]any{
+			"provider": a.Provider, "state": string(state), "error": lastErr,
+			"window_from": from.UTC().Format(time.RFC3339Nano), "window_to": to.UTC().Format(time.RFC3339Nano),
+			"capture_sha256": hex.EncodeToString(sha256Of(raw)), "capture_bytes": len(raw),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("recording the %s usage capture's custody node: %w", a.Provider, err)
+		}
+		p.stamp(ctx, a.OrgID, n)
 	}
 	return retry, nil
 }
