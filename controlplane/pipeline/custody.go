@@ -21,7 +21,9 @@ import (
 // snapshot step stamps whatever is still unstamped before it renders.
 
 // custodyEnabled reports whether the pipeline records custody nodes.
-func (p *Pipeline) custodyEnabled() bool { return p.cfg.Evidence != nil && p.cfg.Evidence.Custody != nil }
+func (p *Pipeline) custodyEnabled() bool {
+	return p.cfg.Evidence != nil && p.cfg.Evidence.Custody != nil
+}
 
 // evidenceJSON encodes a node payload; encoding/json sorts map keys, and
 // the structs here have fixed field orders, so the bytes are canonical.

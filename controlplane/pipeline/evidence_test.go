@@ -171,7 +171,9 @@ func (f *fixture) waitUploaded(t *testing.T, lockoutID string) store.Snapshot {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s, err := f.st.GetLockoutSnapshot(context.Background(), f.org.ID, lockoutID)
-		if err == nil && s.UploadedAt != nil {
+		steps, _ := f.st.ListLockoutSteps(context.Background(), f.org.ID, lockoutID)
+		// The upload step ends after its custody node and checkpoint.
+		if err == nil && s.UploadedAt != nil && len(steps) > 0 && steps[len(steps)-1].Step == pipeline.StepUpload && steps[len(steps)-1].State == store.StepDone {
 			return s
 		}
 		if time.Now().After(deadline) {
