@@ -367,6 +367,8 @@ func startControlPlane(t testing.TB, env *netEnv, databaseURL string) *controlPl
 		// Crash tests: a job left running by a killed server is picked up
 		// again after seconds, not the production minute and a half.
 		"--job-timeout", "5s", "--job-rescue-after", "8s",
+		// No Internet here: time-stamps come from the TSA in the data dir.
+		"--tsa-url", "local",
 	}
 	if databaseURL != "" {
 		cp.args = append(cp.args, "--database-url", databaseURL)

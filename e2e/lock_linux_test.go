@@ -4,7 +4,12 @@
 package e2e
 
 import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
+	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -126,6 +131,8 @@ func testLockLifecycle(t *testing.T, env *netEnv, cp *controlPlane) {
 		t.Errorf("toktra-agent status says:\n%s\nwant it to say LOCKED", text)
 	}
 
+	checkSnapshot(t, cp, lo.ID, email)
+
 	// A second trigger returns the same lockout.
 	var again lockoutResp
 	if code := cp.call(t, "POST", "/v1/lockouts", map[string]string{"email": strings.ToUpper(email)}, &again); code != 200 || again.ID != lo.ID {
@@ -199,4 +206,62 @@ func contains(xs []string, x string) bool {
 		}
 	}
 	return false
+}
+
+// checkSnapshot waits for the lockout's audit snapshot to be made and
+// stored write-once, downloads it through the API's URL and checks it with
+// the independent tools: its hash, poppler's text and signature check, and
+// openssl's verification of the hash's RFC 3161 token.
+func checkSnapshot(t *testing.T, cp *controlPlane, lockoutID, email string) {
+	t.Helper()
+	var snap struct {
+		SHA256         string `json:"sha256"`
+		TimestampToken string `json:"timestamp_token"`
+		VersionID      string `json:"version_id"`
+		UploadedAt     string `json:"uploaded_at"`
+		DownloadURL    string `json:"download_url"`
+	}
+	waitAPI(t, "the audit snapshot to be stored", 60*time.Second, func() bool {
+		return cp.call(t, "GET", "/v1/lockouts/"+lockoutID+"/snapshot", nil, &snap) == 200 && snap.UploadedAt != ""
+	})
+	resp, err := cp.http.Get(snap.DownloadURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("GET download_url = %d, %v", resp.StatusCode, err)
+	}
+	if sum := sha256.Sum256(doc); hex.EncodeToString(sum[:]) != snap.SHA256 || snap.VersionID == "" {
+		t.Fatalf("downloaded snapshot hash %x; want %s (version %q)", sum, snap.SHA256, snap.VersionID)
+	}
+	dir := t.TempDir()
+	pdfPath := filepath.Join(dir, "snapshot.pdf")
+	tokenPath := filepath.Join(dir, "snapshot.tsr")
+	token, err := base64.StdEncoding.DecodeString(snap.TimestampToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pdfPath, doc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(tokenPath, token, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text, err := exec.Command("pdftotext", pdfPath, "-").Output()
+	if err != nil || !strings.Contains(string(text), email) || !strings.Contains(string(text), lockoutID) {
+		t.Errorf("pdftotext(snapshot) = %v; want the user's email and the lockout id in:\n%.2000s", err, text)
+	}
+	// pdfsig exits 0 only for an intact signature (our root is not in its
+	// trust store here, so it reports the certificate as untrusted).
+	if out, err := exec.Command("pdfsig", pdfPath).CombinedOutput(); err != nil && !strings.Contains(string(out), "Signature is Valid") {
+		t.Errorf("pdfsig(snapshot): %v\n%s", err, out)
+	} else if !strings.Contains(string(out), "Signature is Valid") {
+		t.Errorf("pdfsig(snapshot) does not say the signature is valid:\n%s", out)
+	}
+	root := filepath.Join(cp.dataDir, "tsa", "tsa-root.pem")
+	if out, err := exec.Command("openssl", "ts", "-verify", "-data", pdfPath, "-in", tokenPath, "-token_in", "-CAfile", root).CombinedOutput(); err != nil {
+		t.Errorf("openssl ts -verify (snapshot token): %v\n%s", err, out)
+	}
 }

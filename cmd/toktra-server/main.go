@@ -77,6 +77,11 @@ func run(args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	fs.Var(&cfg.Evidence.Retention, "evidence-retention", "how long evidence is locked at least: a `period` in years and days (7y, 3650d, 1y30d); an org's longer minimum wins")
+	fs.StringVar(&cfg.Custody.TSAURL, "tsa-url", os.Getenv("TOKTRA_TSA_URL"), "RFC 3161 time-stamping authority: local (a TSA in the data dir) or a URL (default local with SQLite, DigiCert's public TSA with Postgres)")
+	fs.StringVar(&cfg.Custody.TSAFallbackURL, "tsa-fallback-url", os.Getenv("TOKTRA_TSA_FALLBACK_URL"), "RFC 3161 TSA asked when the first one fails")
+	fs.StringVar(&cfg.Custody.TSARootsFile, "tsa-roots-file", os.Getenv("TOKTRA_TSA_ROOTS_FILE"), "PEM file of the roots a remote TSA must chain to (default DigiCert's, for DigiCert only)")
+	fs.StringVar(&cfg.Custody.Origin, "custody-origin", os.Getenv("TOKTRA_CUSTODY_ORIGIN"), "the custody log's origin prefix in signed checkpoints, e.g. toktra.example.com/custody")
+	fs.DurationVar(&cfg.SnapshotAckWait, "snapshot-ack-wait", 0, "how long a lockout's audit snapshot waits for its devices' acknowledgements (default 5m)")
 	trusted := fs.String("trusted-proxies", os.Getenv("TOKTRA_TRUSTED_PROXIES"), "comma-separated proxy addresses or CIDRs whose X-Forwarded-For names the client")
 	tlsHosts := fs.String("tls-hosts", envOr("TOKTRA_TLS_HOSTS", defaultTLSHosts()), "comma-separated names and IPs the server certificate covers")
 	logFormat := fs.String("log-format", "auto", "log format: json, text or auto")
@@ -94,6 +99,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if cfg.Custody.TSAURL == "" {
+		cfg.Custody.TSAURL = server.DefaultTSAURL(cfg.DatabaseURL)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))

@@ -21,6 +21,7 @@ import (
 	"github.com/toktra/toktra/controlplane/custody"
 	"github.com/toktra/toktra/controlplane/fleet"
 	"github.com/toktra/toktra/controlplane/lockout"
+	"github.com/toktra/toktra/controlplane/objectstore"
 	"github.com/toktra/toktra/controlplane/ratelimit"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/triggers"
@@ -43,6 +44,7 @@ type Server struct {
 	fleet     *fleet.Service
 	providers ProviderConfig
 	custody   *custody.Service
+	objects   objectstore.Store
 	triggers  *triggers.Service
 	// publicBase is the server's URL as webhooks reach it (see triggers.go).
 	publicBase string
@@ -60,7 +62,7 @@ type Server struct {
 
 // NewServer returns the admin API handler.
 func NewServer(cfg Config) *Server {
-	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers, custody: cfg.Custody, limits: cfg.Limits,
+	s := &Server{store: cfg.Store, lockout: cfg.Lockouts, fleet: cfg.Fleet, providers: cfg.Providers, custody: cfg.Custody, objects: cfg.Objects, limits: cfg.Limits,
 		clock: cfg.Clock, log: cfg.Logger, mux: http.NewServeMux(), triggers: cfg.Triggers, publicBase: cfg.PublicURL}
 	s.usage = cmp.Or(cfg.Usage, usage.NewService(cfg.Store))
 	s.routes()
@@ -102,6 +104,8 @@ type Config struct {
 	Usage *usage.Service
 	// Evidence serves the local evidence store's presigned URLs (nil: S3).
 	Evidence http.Handler
+	// Objects is the write-once store snapshots are downloaded from.
+	Objects objectstore.Store
 
 	// Custody serves /v1/custody/...; nil answers those routes 404.
 	Custody *custody.Service
@@ -135,6 +139,7 @@ func (s *Server) routes() {
 	s.triggerRoutes()
 	s.scimRoutes()
 	s.custodyRoutes()
+	s.snapshotRoutes()
 	s.mux.HandleFunc("GET /v1/openapi.json", s.serveOpenAPI)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: CodeNotFound, Message: "no such endpoint"})

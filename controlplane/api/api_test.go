@@ -187,6 +187,11 @@ func TestCrossTenant(t *testing.T) {
 	a := f.a
 	at := f.triggerTenant(t, a)
 	aNode, _ := recordCustody(t, f, a), recordCustody(t, f, f.b)
+	aSnap, _, err := f.st.PutSnapshot(f.ctx, store.PutSnapshotParams{OrgID: a.org.ID, LockoutID: a.lockoutID, ID: store.NewID("snap"),
+		PDF: []byte("%PDF-1.7 A's"), SHA256: make([]byte, 32), TimestampToken: []byte("token"), At: f.clk.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct {
 		pattern string
 		method  string
@@ -237,6 +242,9 @@ func TestCrossTenant(t *testing.T) {
 		{"GET /v1/scim/config", "GET", "/v1/scim/config", "", 200},
 		{"POST /v1/scim/token", "POST", "/v1/scim/token", "", 201},
 		{"DELETE /v1/scim/token", "DELETE", "/v1/scim/token", "", 204},
+		{"GET /v1/snapshots/{id}", "GET", "/v1/snapshots/" + aSnap.ID, "", 404},
+		{"GET /v1/hris/offboarding/{snapshot_id}", "GET", "/v1/hris/offboarding/" + aSnap.ID, "", 404},
+		{"GET /v1/lockouts/{id}/snapshot", "GET", "/v1/lockouts/" + a.lockoutID + "/snapshot", "", 404},
 		{"GET /v1/custody/checkpoint", "GET", "/v1/custody/checkpoint", "", 200},
 		{"GET /v1/custody/nodes/{hash}", "GET", "/v1/custody/nodes/" + aNode, "", 404},
 		{"GET /v1/custody/proofs/inclusion", "GET", "/v1/custody/proofs/inclusion?hash=" + aNode, "", 404},
@@ -258,7 +266,7 @@ func TestCrossTenant(t *testing.T) {
 		if code != tc.wantStatus {
 			t.Errorf("org B: %s %s = %d; want %d", tc.method, tc.path, code, tc.wantStatus)
 		}
-		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID, at.oktaHook, at.bambooHook, at.eventID, aSCIMUser, aSCIM, aNode} {
+		for _, id := range []string{a.org.ID, a.user.ID, a.device.ID, a.secret.ID, a.lockoutID, a.user.Email, a.adminKeyID, at.oktaHook, at.bambooHook, at.eventID, aSCIMUser, aSCIM, aNode, aSnap.ID} {
 			if bytes.Contains(raw, []byte(id)) {
 				t.Errorf("org B: %s %s leaks org A's %q: %s", tc.method, tc.path, id, raw)
 			}

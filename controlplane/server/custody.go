@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -8,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/toktra/toktra/controlplane/custody"
+	"github.com/toktra/toktra/controlplane/objectstore"
+	"github.com/toktra/toktra/controlplane/snapshot"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/tsa"
 	"github.com/toktra/toktra/internal/clock"
@@ -52,7 +55,13 @@ type Custody struct {
 	// TSARootPEM is the TSA root(s) tokens chain to, for verifiers and the
 	// snapshot's verification instructions.
 	TSARootPEM []byte
-	loopback   *tsa.LoopbackServer
+	// Timestamper is the TSA itself (in-process or the remote client), for
+	// the snapshot's signature timestamp and its hash token.
+	Timestamper custody.Timestamper
+	// TSAs describes the TSA's signing certificate when it is known ahead
+	// of any token (the local TSA), for the snapshot's custody record.
+	TSAs     []snapshot.TSA
+	loopback *tsa.LoopbackServer
 }
 
 // Close stops the local TSA's loopback listener, if any.
@@ -80,6 +89,7 @@ func OpenCustody(dataDir string, cfg CustodyConfig, st store.Store, sink custody
 			return nil, err
 		}
 		out.loopback, out.TSAURL, out.TSARootPEM, ts = lb, lb.URL(), local.RootPEM(), local
+		out.TSAs = []snapshot.TSA{snapshot.TSAFromCertificate("local TSA (this control plane's data dir)", lb.URL(), local.SignerCertificate())}
 	default:
 		rootPEM := tsa.DigiCertRootPEM
 		switch {
@@ -102,6 +112,7 @@ func OpenCustody(dataDir string, cfg CustodyConfig, st store.Store, sink custody
 		}
 		out.TSAURL, out.TSARootPEM, ts = cfg.TSAURL, rootPEM, client
 	}
+	out.Timestamper = ts
 	key, err := custody.LoadOrCreateCheckpointKey(filepath.Join(dataDir, "custody"), "toktra-custody")
 	if err != nil {
 		out.Close()
@@ -113,4 +124,23 @@ func OpenCustody(dataDir string, cfg CustodyConfig, st store.Store, sink custody
 		return nil, err
 	}
 	return out, nil
+}
+
+// checkpointSink writes each custody checkpoint (the signed note, and its
+// RFC 3161 token beside it) to the write-once store: the anchor outside
+// the database. A repeat with the same bytes is a no-op (objectstore.Put).
+type checkpointSink struct{ objects objectstore.Store }
+
+func (c checkpointSink) PutCheckpoint(ctx context.Context, orgID string, size uint64, note, token []byte) error {
+	key, err := objectstore.CheckpointKey(orgID, size)
+	if err != nil {
+		return err
+	}
+	if _, err := c.objects.Put(ctx, objectstore.PutParams{Key: key + ".tsr", Body: token, ContentType: "application/timestamp-reply"}); err != nil {
+		return fmt.Errorf("storing checkpoint %d's timestamp: %w", size, err)
+	}
+	if _, err := c.objects.Put(ctx, objectstore.PutParams{Key: key, Body: note, ContentType: "text/plain; charset=utf-8"}); err != nil {
+		return fmt.Errorf("storing checkpoint %d: %w", size, err)
+	}
+	return nil
 }

@@ -35,6 +35,7 @@ import (
 	"github.com/toktra/toktra/controlplane/objectstore"
 	"github.com/toktra/toktra/controlplane/pipeline"
 	"github.com/toktra/toktra/controlplane/ratelimit"
+	"github.com/toktra/toktra/controlplane/snapshot"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/store/pg"
 	"github.com/toktra/toktra/controlplane/store/sqlite"
@@ -81,13 +82,18 @@ type Config struct {
 	// days); UsageInterval how often the providers' usage is ingested
 	// (zero: hourly).
 	UsageRetention, UsageInterval time.Duration
+	// SnapshotAckWait is how long a lockout's snapshot waits for its
+	// devices' acknowledgements (zero: 5 minutes).
+	SnapshotAckWait time.Duration
 	// TrustedProxies may name the client in X-Forwarded-For (rate limits,
 	// audit); empty trusts none.
 	TrustedProxies []netip.Prefix
 	// Evidence says where evidence is stored write-once.
 	Evidence EvidenceConfig
-	Logger   *slog.Logger
-	Clock    clock.Clock
+	// Custody configures the chain of custody and its TSA.
+	Custody CustodyConfig
+	Logger  *slog.Logger
+	Clock   clock.Clock
 }
 
 // Server is an assembled control plane.
@@ -101,6 +107,7 @@ type Server struct {
 	lockout  *lockout.Service
 	pipeline *pipeline.Pipeline
 	objects  objectstore.Store
+	custody  *Custody
 	triggers *triggers.Service
 	api      *api.Server
 	reg      *prometheus.Registry
@@ -152,6 +159,18 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	cust, err := OpenCustody(cfg.DataDir, cfg.Custody, st, checkpointSink{objects}, cfg.Clock, cfg.Logger)
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("opening the chain of custody: %w", err)
+	}
+	evSigner, err := pki.LoadOrCreateEvidenceSigner(pkiDir, ca, cfg.Clock.Now())
+	if err != nil {
+		cust.Close()
+		st.Close()
+		return nil, fmt.Errorf("loading the evidence-signing key: %w", err)
+	}
+	usageSvc := usage.NewService(st)
 	provOpts := providerOptions(cfg.Logger, cfg.Clock)
 	ingester, err := usage.NewIngester(usage.IngestConfig{
 		Store: st, Open: usageReader(sealer, provOpts), Clock: cfg.Clock, Logger: cfg.Logger,
@@ -165,6 +184,11 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		Store: st, Issuer: issuer, Clock: cfg.Clock, Logger: cfg.Logger, Registerer: reg,
 		Connect: providerConnector(sealer, provOpts), JobTimeout: cfg.JobTimeout, RescueAfter: cfg.JobRescueAfter,
 		Jobs: []pipeline.Jobs{{Queues: ingester.Queues(), Register: ingester.RegisterWorkers, Periodic: ingester.PeriodicJobs()}},
+		Evidence: &pipeline.Evidence{
+			Usage: usageSvc, Custody: cust.Service, Objects: objects, TSAs: cust.TSAs, Timestamper: cust.Timestamper,
+			Signer:  snapshot.Signer{Key: evSigner.Signer(), Chain: evSigner.Chain(), TSA: cust.Timestamper, Reason: "Toktra audit snapshot"},
+			AckWait: cfg.SnapshotAckWait,
+		},
 	})
 	if err != nil {
 		st.Close()
@@ -186,9 +210,9 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	return &Server{
-		cfg: cfg, log: cfg.Logger, store: st, ca: ca, keys: keys, fleet: fl, lockout: lo, pipeline: pl, objects: objects, triggers: trig,
+		cfg: cfg, log: cfg.Logger, store: st, ca: ca, keys: keys, fleet: fl, lockout: lo, pipeline: pl, objects: objects, triggers: trig, custody: cust,
 		api: api.NewServer(api.Config{
-			Store: st, Lockouts: lo, Fleet: fl, Clock: cfg.Clock, Logger: cfg.Logger, Limits: limits, Usage: usage.NewService(st), Evidence: evidenceHandler,
+			Store: st, Lockouts: lo, Fleet: fl, Clock: cfg.Clock, Logger: cfg.Logger, Limits: limits, Usage: usageSvc, Evidence: evidenceHandler, Objects: objects, Custody: cust.Service,
 			Triggers: trig, PublicURL: cfg.PublicURL,
 			Providers: api.ProviderConfig{Sealer: sealer, Options: provOpts, AllowBaseURL: cfg.AllowProviderBaseURL},
 		}),
@@ -248,6 +272,7 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 
 // Close releases the store and the evidence directory.
 func (s *Server) Close() error {
+	s.custody.Close()
 	if c, ok := s.objects.(io.Closer); ok {
 		c.Close()
 	}
