@@ -83,10 +83,14 @@ func setup(t *testing.T) *apiFixture {
 		t.Fatal(err)
 	}
 	sealer := secrets.NewSealer(kek)
-	pl := newPipeline(t, st, issuer, sealer, clk, log)
-	lo := lockout.NewService(st, issuer, pl, clk, log)
 	f := &apiFixture{st: st, clk: clk, ctx: ctx}
-	trig := f.newTriggers(t, st, lo, sealer, clk, log)
+	trig := f.newTriggers(t, st, sealer, clk, log)
+	pl := newPipeline(t, st, issuer, sealer, clk, log, trig.Jobs())
+	lo := lockout.NewService(st, issuer, pl, clk, log)
+	trig.Attach(lo, pl.InsertTx)
+	if err := trig.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 	f.api = NewServer(Config{
 		Store: st, Lockouts: lo, Fleet: fl, Clock: clk, Logger: log, Triggers: trig,
 		Providers: ProviderConfig{Sealer: sealer, Options: providers.Options{Clock: clk, Logger: log}, AllowBaseURL: true},
@@ -528,7 +532,7 @@ func TestAPIKeys(t *testing.T) {
 }
 
 // newPipeline runs the real lockout pipeline on the test's SQLite store.
-func newPipeline(t *testing.T, st *sqlite.Store, issuer *fleet.Issuer, sealer *secrets.Sealer, clk clock.Clock, log *slog.Logger) *pipeline.Pipeline {
+func newPipeline(t *testing.T, st *sqlite.Store, issuer *fleet.Issuer, sealer *secrets.Sealer, clk clock.Clock, log *slog.Logger, jobs ...pipeline.Jobs) *pipeline.Pipeline {
 	t.Helper()
 	ctx := context.Background()
 	driver := riversqlite.New(st.WriterDB())
@@ -538,6 +542,7 @@ func newPipeline(t *testing.T, st *sqlite.Store, issuer *fleet.Issuer, sealer *s
 	pl, err := pipeline.New(driver, pipeline.Config{
 		Store: st, Issuer: issuer, Clock: clk, Logger: log, PollInterval: 50 * time.Millisecond,
 		LockGrace: 200 * time.Millisecond, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, RevokeAttempts: 3,
+		Jobs: jobs,
 		Connect: func(ctx context.Context, c store.ProviderConnection) (pipeline.Connector, error) {
 			key, err := sealer.Open(ctx, c.SealedKey, ProviderKeyAAD(c.OrgID, c.Provider))
 			if err != nil {

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,9 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/riverqueue/river/riverdriver/riversqlite"
-
-	"github.com/toktra/toktra/controlplane/lockout"
 	"github.com/toktra/toktra/controlplane/secrets"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/store/sqlite"
@@ -32,27 +28,19 @@ const (
 	bambooSecret  = "bamboo-webhook-private-key-0000"
 )
 
-// newTriggers runs the real triggers service on the test's store, with
-// its own job client on the same database, calling a fake BambooHR.
-func (f *apiFixture) newTriggers(t *testing.T, st *sqlite.Store, lo *lockout.Service, sealer *secrets.Sealer, clk clock.Clock, log *slog.Logger) *triggers.Service {
+// newTriggers makes the real triggers service on the test's store, calling
+// a fake BambooHR; its jobs run on the test pipeline's job client.
+func (f *apiFixture) newTriggers(t *testing.T, st *sqlite.Store, sealer *secrets.Sealer, clk clock.Clock, log *slog.Logger) *triggers.Service {
 	t.Helper()
 	f.bamboo = bamboohrtest.New(bambooCompany, bambooAPIKey)
 	t.Cleanup(f.bamboo.Close)
-	svc, err := triggers.New(riversqlite.New(st.WriterDB()), triggers.Config{
-		Store: st, Lockouts: lo, Sealer: sealer, Clock: clk, Logger: log,
-		BambooHRBaseURL: f.bamboo.URL(), AllowAnyHRISURL: true, FetchPollInterval: 50 * time.Millisecond, ProcessAttempts: 3, RetryBase: 20 * time.Millisecond,
+	svc, err := triggers.New(triggers.Config{
+		Store: st, Sealer: sealer, Clock: clk, Logger: log,
+		BambooHRBaseURL: f.bamboo.URL(), AllowAnyHRISURL: true, ProcessAttempts: 3, RetryBase: 20 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := svc.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		svc.Stop(ctx)
-	})
 	return svc
 }
 

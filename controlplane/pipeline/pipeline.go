@@ -220,6 +220,12 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Pipeline, error)
 	return p, nil
 }
 
+// InsertTx enqueues a job in tx (the store's transaction handle from
+// store.InTx), for the packages whose jobs run on this client (Config.Jobs).
+func (p *Pipeline) InsertTx(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error) {
+	return p.insertTx(ctx, tx, args, opts)
+}
+
 // Start works jobs until Stop.
 func (p *Pipeline) Start(ctx context.Context) error { return p.start(ctx) }
 

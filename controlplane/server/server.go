@@ -180,10 +180,19 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	// The triggers' jobs run on the pipeline's job client (one per database).
+	trig, err := triggers.New(triggers.Config{
+		Store: st, Sealer: sealer, Clock: cfg.Clock, Logger: cfg.Logger,
+		BambooHRBaseURL: cfg.BambooHRBaseURL, AllowAnyHRISURL: cfg.AllowAnyHRISURL,
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	pl, err := openPipeline(ctx, st, pipeline.Config{
 		Store: st, Issuer: issuer, Clock: cfg.Clock, Logger: cfg.Logger, Registerer: reg,
 		Connect: providerConnector(sealer, provOpts), JobTimeout: cfg.JobTimeout, RescueAfter: cfg.JobRescueAfter,
-		Jobs: []pipeline.Jobs{{Queues: ingester.Queues(), Register: ingester.RegisterWorkers, Periodic: ingester.PeriodicJobs()}},
+		Jobs: []pipeline.Jobs{{Queues: ingester.Queues(), Register: ingester.RegisterWorkers, Periodic: ingester.PeriodicJobs()}, trig.Jobs()},
 		Evidence: &pipeline.Evidence{
 			Usage: usageSvc, Custody: cust.Service, Objects: objects, TSAs: cust.TSAs, Timestamper: cust.Timestamper,
 			Signer:  snapshot.Signer{Key: evSigner.Signer(), Chain: evSigner.Chain(), TSA: cust.Timestamper, Reason: "Toktra audit snapshot"},
@@ -195,15 +204,7 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, err
 	}
 	lo := lockout.NewService(st, issuer, pl, cfg.Clock, cfg.Logger)
-	trig, err := openTriggers(st, triggers.Config{
-		Store: st, Lockouts: lo, Sealer: sealer, Clock: cfg.Clock, Logger: cfg.Logger,
-		BambooHRBaseURL: cfg.BambooHRBaseURL, AllowAnyHRISURL: cfg.AllowAnyHRISURL,
-		JobTimeout: cfg.JobTimeout, RescueAfter: cfg.JobRescueAfter,
-	})
-	if err != nil {
-		st.Close()
-		return nil, err
-	}
+	trig.Attach(lo, pl.InsertTx)
 	limits, err := rateLimits(cfg)
 	if err != nil {
 		st.Close()
@@ -242,16 +243,6 @@ func openPipeline(ctx context.Context, st store.Store, cfg pipeline.Config) (*pi
 
 // openTriggers builds the triggers' job client on the store's database,
 // whose job queue tables openPipeline migrated.
-func openTriggers(st store.Store, cfg triggers.Config) (*triggers.Service, error) {
-	switch st := st.(type) {
-	case *pg.Store:
-		return triggers.New(riverpgxv5.New(st.Pool()), cfg)
-	case *sqlite.Store:
-		return triggers.New(riversqlite.New(st.WriterDB()), cfg)
-	}
-	return nil, fmt.Errorf("no job queue for store %T", st)
-}
-
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 	if cfg.DatabaseURL != "" {
 		if !strings.HasPrefix(cfg.DatabaseURL, "postgres://") && !strings.HasPrefix(cfg.DatabaseURL, "postgresql://") {
@@ -393,13 +384,6 @@ func (s *Server) Run(ctx context.Context, ready func(Addrs)) error {
 	if err := s.triggers.Start(ctx); err != nil {
 		return fmt.Errorf("starting the triggers: %w", err)
 	}
-	defer func() {
-		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := s.triggers.Stop(stopCtx); err != nil {
-			s.log.Warn("stopping the triggers", "err", err)
-		}
-	}()
 	serverCert, err := s.ca.IssueServerCert(s.cfg.TLSHosts, s.cfg.Clock.Now(), 90*24*time.Hour)
 	if err != nil {
 		return fmt.Errorf("issuing server certificate: %w", err)

@@ -443,7 +443,7 @@ func (s *Service) PutHRIS(ctx context.Context, orgID string, p HRISSettings) (HR
 		if err != nil {
 			return err
 		}
-		return s.enqueuePoll(ctx, tx, poll)
+		return s.enqueuePoll(ctx, tx, poll, store.NewID("cfg"))
 	})
 	if err != nil {
 		return HRIS{}, err

@@ -23,13 +23,21 @@ type PollArgs struct {
 	OrgID  string `json:"org_id"`
 	Source string `json:"source"`
 	RunAt  int64  `json:"run_at"`
+	// Config is set on the run a configuration change asks for, so it is
+	// never taken for a duplicate of a run still finishing with the same
+	// RunAt (jobs are marked completed asynchronously).
+	Config string `json:"config,omitempty"`
 }
 
 // Kind names the job.
 func (PollArgs) Kind() string { return "trigger_poll" }
 
-func (s *Service) enqueuePoll(ctx context.Context, tx any, p store.TriggerPoll) error {
-	_, err := s.insertTx(ctx, tx, PollArgs{OrgID: p.OrgID, Source: p.Source, RunAt: p.NextRunAt.UnixMicro()}, &river.InsertOpts{
+func (s *Service) enqueuePoll(ctx context.Context, tx any, p store.TriggerPoll, config ...string) error {
+	args := PollArgs{OrgID: p.OrgID, Source: p.Source, RunAt: p.NextRunAt.UnixMicro()}
+	if len(config) > 0 {
+		args.Config = config[0]
+	}
+	_, err := s.insertTx(ctx, tx, args, &river.InsertOpts{
 		Queue: queue, ScheduledAt: s.queueTime(p.NextRunAt), MaxAttempts: 25,
 		// One job per run waiting, whoever enqueues it (EnsurePolls on
 		// every replica); a finished run's job does not count, so a new

@@ -28,10 +28,10 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
-	"github.com/riverqueue/river/riverdriver"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/toktra/toktra/controlplane/lockout"
+	"github.com/toktra/toktra/controlplane/pipeline"
 	"github.com/toktra/toktra/controlplane/secrets"
 	"github.com/toktra/toktra/controlplane/store"
 	"github.com/toktra/toktra/controlplane/triggers/bamboohr"
@@ -109,12 +109,6 @@ type Config struct {
 	RetryBase time.Duration
 	// Workers is how many jobs run at once (default 10).
 	Workers int
-	// FetchPollInterval is how often idle workers look for jobs (default
-	// 200ms; SQLite has no notifications).
-	FetchPollInterval time.Duration
-	// JobTimeout bounds one attempt (default 60s); RescueAfter is when a
-	// job left running by a crash is run again (default 90s).
-	JobTimeout, RescueAfter time.Duration
 }
 
 // Service receives the triggers' deliveries and processes them.
@@ -127,15 +121,18 @@ type Service struct {
 	log      *slog.Logger
 	bamboo   *bamboohr.Client
 
-	insertTx    func(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
-	start, stop func(ctx context.Context) error
+	insertTx func(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)
 }
 
-// New builds a Service on a River driver for the store's database (the
-// River schema migrated, as pipeline.Migrate does).
-func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Service, error) {
-	if cfg.Store == nil || cfg.Lockouts == nil || cfg.Sealer == nil {
-		return nil, errors.New("triggers: store, lockouts and sealer are required")
+// New builds a Service. Its jobs run on the pipeline's job client — one
+// client per database, since a client's maintenance (its rescuer) discards
+// stuck jobs of kinds it has no worker for: pass Jobs() in
+// pipeline.Config.Jobs, then Attach the lockout service and the client's
+// inserter before the client starts. cfg.Lockouts may be left nil until
+// then.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Sealer == nil {
+		return nil, errors.New("triggers: store and sealer are required")
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
@@ -155,60 +152,41 @@ func New[TTx any](driver riverdriver.Driver[TTx], cfg Config) (*Service, error) 
 	cfg.ProcessAttempts = orDefault(cfg.ProcessAttempts, 10)
 	cfg.RetryBase = orDefault(cfg.RetryBase, 5*time.Second)
 	cfg.Workers = orDefault(cfg.Workers, 10)
-	cfg.FetchPollInterval = orDefault(cfg.FetchPollInterval, 200*time.Millisecond)
-	cfg.JobTimeout = orDefault(cfg.JobTimeout, 60*time.Second)
-	cfg.RescueAfter = orDefault(cfg.RescueAfter, 90*time.Second)
-	if cfg.RescueAfter <= cfg.JobTimeout {
-		return nil, fmt.Errorf("triggers: rescue-after (%s) must be longer than the job timeout (%s)", cfg.RescueAfter, cfg.JobTimeout)
-	}
 	s := &Service{
 		cfg: cfg, store: cfg.Store, lockouts: cfg.Lockouts, sealer: cfg.Sealer, clock: cfg.Clock,
 		log:    cfg.Logger.With("component", "triggers"),
 		bamboo: &bamboohr.Client{BaseURL: cfg.BambooHRBaseURL, HTTP: cfg.HTTP},
 	}
-	workers := river.NewWorkers()
-	if err := river.AddWorkerSafely(workers, &processWorker{s: s}); err != nil {
-		return nil, err
-	}
-	if err := river.AddWorkerSafely(workers, &pollWorker{s: s}); err != nil {
-		return nil, err
-	}
-	client, err := river.NewClient(driver, &river.Config{
-		Queues:               map[string]river.QueueConfig{queue: {MaxWorkers: cfg.Workers}},
-		Workers:              workers,
-		Logger:               s.log,
-		FetchPollInterval:    cfg.FetchPollInterval,
-		FetchCooldown:        10 * time.Millisecond,
-		JobTimeout:           cfg.JobTimeout,
-		RescueStuckJobsAfter: cfg.RescueAfter,
-		// As the pipeline's client: the application role owns no table.
-		ReindexerSchedule: river.NeverSchedule(),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("creating the triggers' job client: %w", err)
-	}
-	s.insertTx = func(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error) {
-		t, ok := tx.(TTx)
-		if !ok {
-			return nil, fmt.Errorf("triggers: transaction is %T, not the job queue's", tx)
-		}
-		return client.InsertTx(ctx, t, args, opts)
-	}
-	s.start, s.stop = client.Start, client.Stop
 	return s, nil
 }
 
-// Start works jobs until Stop, after making sure every org's poller has
-// its next run enqueued.
+// Jobs are the triggers' queue and workers, for the pipeline's job client.
+func (s *Service) Jobs() pipeline.Jobs {
+	return pipeline.Jobs{
+		Queues: map[string]river.QueueConfig{queue: {MaxWorkers: s.cfg.Workers}},
+		Register: func(w *river.Workers) error {
+			if err := river.AddWorkerSafely(w, &processWorker{s: s}); err != nil {
+				return err
+			}
+			return river.AddWorkerSafely(w, &pollWorker{s: s})
+		},
+	}
+}
+
+// Attach gives the Service the lockout service its events start lockouts
+// with and the job client's transactional insert (pipeline.InsertTx).
+func (s *Service) Attach(lockouts *lockout.Service, insertTx func(ctx context.Context, tx any, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error)) {
+	s.lockouts, s.insertTx = lockouts, insertTx
+}
+
+// Start makes sure every org's poller has its next run enqueued; the jobs
+// run on the pipeline's client, started by its owner.
 func (s *Service) Start(ctx context.Context) error {
-	if err := s.start(ctx); err != nil {
-		return err
+	if s.lockouts == nil || s.insertTx == nil {
+		return errors.New("triggers: Attach the lockout service and the job client first")
 	}
 	return s.EnsurePolls(ctx)
 }
-
-// Stop waits for running jobs to finish (or ctx to end).
-func (s *Service) Stop(ctx context.Context) error { return s.stop(ctx) }
 
 func orDefault[T comparable](v, def T) T {
 	var zero T
