@@ -226,8 +226,9 @@ func (w *snapshotWorker) waitFor(ctx context.Context, l store.Lockout, now time.
 	}
 	for _, s := range steps {
 		if s.Step == StepLock && s.State != store.StepDone {
-			// The lock job always ends: wait for it without a deadline.
-			return ev.Poll, nil
+			// The lock job ends within its retries; should it not, the
+			// snapshot says so rather than wait for ever.
+			waits = append(waits, l.CreatedAt.Add(ev.ProviderWait))
 		}
 	}
 	cmds, err := st.ListCommandsByLockout(ctx, l.OrgID, l.ID)
