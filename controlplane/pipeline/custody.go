@@ -120,18 +120,9 @@ func (p *Pipeline) custodyForSnapshot(ctx context.Context, l store.Lockout) ([]s
 	if _, err := cs.StampPending(ctx, l.OrgID, l.ID); err != nil {
 		return nil, nil, fmt.Errorf("time-stamping the lockout's custody nodes: %w", err)
 	}
-	var nodes []store.CustodyNode
-	after := int64(-1)
-	for {
-		page, err := p.cfg.Store.ListCustodyNodes(ctx, store.ListCustodyNodesParams{OrgID: l.OrgID, LockoutID: l.ID, AfterIndex: after, Limit: store.MaxCustodyPageLimit})
-		if err != nil {
-			return nil, nil, err
-		}
-		nodes = append(nodes, page...)
-		if len(page) < store.MaxCustodyPageLimit {
-			break
-		}
-		after = int64(page[len(page)-1].Index)
+	nodes, err := p.lockoutNodes(ctx, l.OrgID, l.ID)
+	if err != nil {
+		return nil, nil, err
 	}
 	var out []snapshot.CustodyNode
 	for _, n := range nodes {
@@ -147,22 +138,33 @@ func (p *Pipeline) custodyForSnapshot(ctx context.Context, l store.Lockout) ([]s
 	return nodes, out, nil
 }
 
-// findNode returns the lockout's node of a kind (the first of it).
-func (p *Pipeline) findNode(ctx context.Context, orgID, lockoutID, kind string) (store.CustodyNode, bool, error) {
+// lockoutNodes returns all of the lockout's custody nodes, oldest first.
+func (p *Pipeline) lockoutNodes(ctx context.Context, orgID, lockoutID string) ([]store.CustodyNode, error) {
+	var nodes []store.CustodyNode
 	after := int64(-1)
 	for {
 		page, err := p.cfg.Store.ListCustodyNodes(ctx, store.ListCustodyNodesParams{OrgID: orgID, LockoutID: lockoutID, AfterIndex: after, Limit: store.MaxCustodyPageLimit})
 		if err != nil {
-			return store.CustodyNode{}, false, err
+			return nil, err
 		}
-		for _, n := range page {
-			if n.Kind == kind {
-				return n, true, nil
-			}
-		}
+		nodes = append(nodes, page...)
 		if len(page) < store.MaxCustodyPageLimit {
-			return store.CustodyNode{}, false, nil
+			return nodes, nil
 		}
 		after = int64(page[len(page)-1].Index)
 	}
+}
+
+// findNode returns the lockout's first node of a kind.
+func (p *Pipeline) findNode(ctx context.Context, orgID, lockoutID, kind string) (store.CustodyNode, bool, error) {
+	nodes, err := p.lockoutNodes(ctx, orgID, lockoutID)
+	if err != nil {
+		return store.CustodyNode{}, false, err
+	}
+	for _, n := range nodes {
+		if n.Kind == kind {
+			return n, true, nil
+		}
+	}
+	return store.CustodyNode{}, false, nil
 }

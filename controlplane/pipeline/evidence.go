@@ -116,7 +116,7 @@ func (w *snapshotWorker) Work(ctx context.Context, job *river.Job[SnapshotArgs])
 	}
 	if _, err := st.GetLockoutSnapshot(ctx, a.OrgID, a.LockoutID); err == nil {
 		// Made by an earlier run whose completion was lost: move on.
-		return w.finish(ctx, job, nil)
+		return w.p.cfg.Store.InTx(ctx, func(st store.Store, tx any) error { return w.finishIn(ctx, st, tx, job) })
 	} else if !errors.Is(err, store.ErrNotFound) {
 		return err
 	}
@@ -357,10 +357,6 @@ func (w *snapshotWorker) failed(ctx context.Context, job *river.Job[SnapshotArgs
 	}
 	p.log.Warn("audit snapshot failed; retrying", "org", a.OrgID, "lockout", a.LockoutID, "attempt", job.Attempt, "err", cause)
 	return fmt.Errorf("snapshot of lockout %s: %w", a.LockoutID, cause)
-}
-
-func (w *snapshotWorker) finish(ctx context.Context, job *river.Job[SnapshotArgs], _ error) error {
-	return w.p.cfg.Store.InTx(ctx, func(st store.Store, tx any) error { return w.finishIn(ctx, st, tx, job) })
 }
 
 // finishIn marks the snapshot step done and enqueues the upload, in tx.

@@ -49,8 +49,7 @@ func DefaultTSAURL(databaseURL string) string {
 // Custody is the assembled chain of custody.
 type Custody struct {
 	Service *custody.Service
-	// TSAURL is the RFC 3161 URL the PDF signer should ask: the local TSA's
-	// loopback URL, or the remote primary.
+	// TSAURL names the TSA asked first: LocalTSA, or the remote primary.
 	TSAURL string
 	// TSARootPEM is the TSA root(s) tokens chain to, for verifiers and the
 	// snapshot's verification instructions.
@@ -60,20 +59,11 @@ type Custody struct {
 	Timestamper custody.Timestamper
 	// TSAs describes the TSA's signing certificate when it is known ahead
 	// of any token (the local TSA), for the snapshot's custody record.
-	TSAs     []snapshot.TSA
-	loopback *tsa.LoopbackServer
+	TSAs []snapshot.TSA
 }
 
-// Close stops the local TSA's loopback listener, if any.
-func (c *Custody) Close() error {
-	if c.loopback != nil {
-		return c.loopback.Close()
-	}
-	return nil
-}
-
-// OpenCustody builds the TSA (local, in dataDir/tsa, served on a loopback
-// port for the PDF signer; or a client of remote TSAs), the checkpoint key
+// OpenCustody builds the TSA (local, in dataDir/tsa, called in-process;
+// or a client of remote TSAs), the checkpoint key
 // (dataDir/custody) and the custody service. sink may be nil.
 func OpenCustody(dataDir string, cfg CustodyConfig, st store.Store, sink custody.CheckpointSink, clk clock.Clock, log *slog.Logger) (*Custody, error) {
 	out := &Custody{}
@@ -84,12 +74,8 @@ func OpenCustody(dataDir string, cfg CustodyConfig, st store.Store, sink custody
 		if err != nil {
 			return nil, err
 		}
-		lb, err := tsa.ServeLoopback(local)
-		if err != nil {
-			return nil, err
-		}
-		out.loopback, out.TSAURL, out.TSARootPEM, ts = lb, lb.URL(), local.RootPEM(), local
-		out.TSAs = []snapshot.TSA{snapshot.TSAFromCertificate("local TSA (this control plane's data dir)", lb.URL(), local.SignerCertificate())}
+		out.TSAURL, out.TSARootPEM, ts = LocalTSA, local.RootPEM(), local
+		out.TSAs = []snapshot.TSA{snapshot.TSAFromCertificate("local TSA (this control plane's data dir)", "", local.SignerCertificate())}
 	default:
 		rootPEM := tsa.DigiCertRootPEM
 		switch {
@@ -115,12 +101,10 @@ func OpenCustody(dataDir string, cfg CustodyConfig, st store.Store, sink custody
 	out.Timestamper = ts
 	key, err := custody.LoadOrCreateCheckpointKey(filepath.Join(dataDir, "custody"), "toktra-custody")
 	if err != nil {
-		out.Close()
 		return nil, err
 	}
 	out.Service, err = custody.NewService(custody.Config{Store: st, TSA: ts, Key: key, Origin: cfg.Origin, Sink: sink, Clock: clk, Logger: log})
 	if err != nil {
-		out.Close()
 		return nil, err
 	}
 	return out, nil

@@ -11,8 +11,8 @@ import (
 	"github.com/toktra/toktra/internal/clock"
 )
 
-// The embedded default: the local TSA answers on its loopback URL (what the
-// PDF signer is given) with tokens that chain to the root it publishes.
+// The embedded default: the local TSA, called in-process (by custody and
+// the PDF signer), gives tokens that chain to the root it publishes.
 func TestOpenCustodyLocal(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -25,18 +25,17 @@ func TestOpenCustodyLocal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
 	roots, err := tsa.ParseRootsPEM(c.TSARootPEM)
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := tsa.NewClient(tsa.ClientConfig{PrimaryURL: c.TSAURL, Roots: roots})
-	if err != nil {
-		t.Fatal(err)
-	}
 	d := sha256.Sum256([]byte("pdf"))
-	if _, err := client.Timestamp(context.Background(), d[:]); err != nil {
-		t.Errorf("Timestamp via %s = %v", c.TSAURL, err)
+	tok, err := c.Timestamper.Timestamp(context.Background(), d[:])
+	if err != nil {
+		t.Fatalf("Timestamp(local) = %v", err)
+	}
+	if _, err := tsa.Verify(tok.DER, d[:], roots); err != nil {
+		t.Errorf("Verify(local token, published root) = %v", err)
 	}
 	if c.Service.VerifierKey() == "" {
 		t.Error("no checkpoint verifier key")
@@ -54,11 +53,9 @@ func TestOpenCustodyRemoteNeedsRoots(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	c, err := OpenCustody(dir, CustodyConfig{TSAURL: tsa.DigiCertURL}, st, nil, clock.Real{}, nil)
-	if err != nil {
+	if _, err := OpenCustody(dir, CustodyConfig{TSAURL: tsa.DigiCertURL}, st, nil, clock.Real{}, nil); err != nil {
 		t.Fatalf("OpenCustody(DigiCert, embedded root) = %v", err)
 	}
-	c.Close()
 	if _, err := OpenCustody(dir, CustodyConfig{TSAURL: "http://tsa.example"}, st, nil, clock.Real{}, nil); err == nil {
 		t.Error("OpenCustody(another remote TSA without roots) = nil; want an error")
 	}

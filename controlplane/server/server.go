@@ -166,7 +166,6 @@ func Open(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	evSigner, err := pki.LoadOrCreateEvidenceSigner(pkiDir, ca, cfg.Clock.Now())
 	if err != nil {
-		cust.Close()
 		st.Close()
 		return nil, fmt.Errorf("loading the evidence-signing key: %w", err)
 	}
@@ -263,7 +262,6 @@ func openStore(ctx context.Context, cfg Config) (store.Store, error) {
 
 // Close releases the store and the evidence directory.
 func (s *Server) Close() error {
-	s.custody.Close()
 	if c, ok := s.objects.(io.Closer); ok {
 		c.Close()
 	}
